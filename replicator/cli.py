@@ -1,0 +1,212 @@
+"""The `replicator` command line. It parses arguments, loads the config, calls one stage, and turns
+every `ReplicatorError` into one line on stderr and a non-zero exit (no traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from replicator import __version__
+from replicator.config import MigrationConfig, load_config, redacted
+from replicator.errors import ReplicatorError
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+class _Context:
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._config: MigrationConfig | None = None
+
+    def config(self) -> MigrationConfig:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-c", "--config", "config_path", metavar="FILE", envvar="REPLICATOR_CONFIG",
+    help="The migration config (YAML). Also $REPLICATOR_CONFIG.",
+)
+@click.version_option(__version__, prog_name="replicator")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """Move a live PostgreSQL or MySQL/MariaDB database to another server or engine, through
+    Debezium and Kafka, with near-zero downtime."""
+    ctx.obj = _Context(config_path)
+
+
+@cli.command("config")
+@click.pass_obj
+def show_config(obj: _Context) -> None:
+    """Validate the config and print it, with secrets hidden."""
+    import yaml
+
+    out.print(yaml.safe_dump(redacted(obj.config()), sort_keys=False).rstrip())
+
+
+# --- local stack -----------------------------------------------------------------------------------
+
+
+run_dir_option = click.option(
+    "--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="The stack's run directory (default ./.stack, or $REPLICATOR_STACK_DIR).",
+)
+
+
+@cli.group()
+def stack() -> None:
+    """The embedded local stack: PostgreSQL, MariaDB, a Kafka broker and Kafka Connect with Debezium."""
+
+
+@stack.command("up")
+@run_dir_option
+@click.option("--durable", is_flag=True, help="Keep broker data in a local S3 store (survives a broker restart).")
+def stack_up(run_dir: Path | None, durable: bool) -> None:
+    """Start the stack, or reuse the one running; print where everything is."""
+    from replicator.stack import LocalStack
+
+    local = LocalStack(run_dir)
+    started = time.monotonic()
+    with err.status("starting the local stack..."):
+        info = local.up(durable=durable)
+    _print_stack(local)
+    out.print(f"ready in {time.monotonic() - started:.1f} s; connection file: {info.run_dir / 'stack.json'}")
+    names = "{pg-to-pg,mariadb-to-pg,pg-to-mariadb,mariadb-to-mariadb}"
+    out.print(f"example configs: {info.run_dir / 'configs'}/{names}.yaml")
+
+
+@stack.command("status")
+@run_dir_option
+def stack_status(run_dir: Path | None) -> None:
+    """Show each part of the stack and whether it runs. Exit 1 when a part is down."""
+    from replicator.stack import LocalStack
+
+    local = LocalStack(run_dir)
+    if not _print_stack(local):
+        sys.exit(1)
+
+
+@stack.command("down")
+@run_dir_option
+def stack_down(run_dir: Path | None) -> None:
+    """Stop the processes the stack started and remove its run directory."""
+    from replicator.stack import LocalStack
+
+    local = LocalStack(run_dir)
+    if local.down():
+        out.print(f"stopped; removed {local.run_dir}")
+    else:
+        out.print(f"no stack at {local.run_dir}")
+
+
+def _print_stack(local: Any) -> bool:
+    table = Table(title=f"local stack at {local.run_dir}")
+    table.add_column("part")
+    table.add_column("address")
+    table.add_column("state")
+    healthy = True
+    for name, address, alive in local.status():
+        healthy &= alive
+        table.add_row(name, address, "[green]running[/]" if alive else "[red]stopped[/]")
+    out.print(table)
+    return healthy
+
+
+# --- connectors -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def connectors() -> None:
+    """The Debezium source connector on Kafka Connect."""
+
+
+@connectors.command("apply")
+@click.option("--fix-replica-identity", is_flag=True,
+              help="Set REPLICA IDENTITY FULL on PostgreSQL tables without a primary key.")
+@click.pass_obj
+def connectors_apply(obj: _Context, fix_replica_identity: bool) -> None:
+    """Create or update the connector (idempotent) and wait until it runs."""
+    from connectors import manager
+
+    manager.apply(obj.config(), fix_replica_identity=fix_replica_identity, progress=out.print)
+
+
+@connectors.command("status")
+@click.option("--show-config", is_flag=True, help="Also print the connector config (secrets hidden).")
+@click.pass_obj
+def connectors_status(obj: _Context, show_config: bool) -> None:
+    """Show the connector and its tasks. Exit 1 unless all are RUNNING."""
+    from connectors import manager
+
+    current = manager.status(obj.config())
+    tasks = ", ".join(f"task {i} {s}" for i, s in current.tasks) or "no tasks"
+    out.print(f"{current.name}: {current.state} ({tasks})")
+    if current.failure:
+        out.print(f"{current.name} {current.failure}", markup=False)
+    if show_config and current.config:
+        for key, value in sorted(current.config.items()):
+            out.print(f"  {key} = {value}", markup=False)
+    if not current.healthy:
+        sys.exit(1)
+
+
+@connectors.command("delete")
+@click.option("--drop-slot", is_flag=True,
+              help="Also drop the PostgreSQL replication slot and publication (else the source keeps WAL).")
+@click.pass_obj
+def connectors_delete(obj: _Context, drop_slot: bool) -> None:
+    """Remove the connector from Kafka Connect."""
+    from connectors import manager
+
+    manager.delete(obj.config(), drop_slot=drop_slot, progress=out.print)
+
+
+# --- entry point ----------------------------------------------------------------------------------
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # librdkafka's own connection chatter: the error it leads to is reported once, as one line.
+    logging.getLogger("replicator.librdkafka").setLevel(logging.CRITICAL)
+
+
+def main(argv: list[str] | None = None) -> None:
+    _setup_logging()
+    try:
+        cli.main(args=argv, prog_name="replicator", standalone_mode=False)
+    except ReplicatorError as exc:
+        err.print(f"replicator: error: {exc.line()}", markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("replicator: aborted", markup=False)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("REPLICATOR_DEBUG"):
+            raise
+        err.print(
+            f"replicator: internal error: {type(exc).__name__}: {exc} "
+            "(a bug: please report it; REPLICATOR_DEBUG=1 shows the traceback)",
+            markup=False, soft_wrap=True,
+        )
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

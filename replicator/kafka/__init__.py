@@ -1,0 +1,1 @@
+"""All confluent-kafka client code lives in this package."""
