@@ -111,6 +111,21 @@ def stack_down(run_dir: Path | None) -> None:
         out.print(f"no stack at {local.run_dir}")
 
 
+@stack.command("demo")
+@run_dir_option
+@click.option("--seconds", type=click.FloatRange(1, 3600), default=10, show_default=True,
+              help="How long to write to the sources.")
+def stack_demo(run_dir: Path | None, seconds: float) -> None:
+    """Up the stack, register both connectors, write to both sources and show the change events."""
+    from replicator.stack.demo import run_demo
+
+    seen = run_demo(None if run_dir is None else str(run_dir), seconds,
+                    say=lambda line: out.print(line, markup=False))
+    summary = ", ".join(f"{key}: {count}" for key, count in sorted(seen.items()))
+    out.print(f"events seen by source and op: {summary}")
+    out.print("the stack keeps running: `replicator stack status`, `replicator stack down` (or `make down`)")
+
+
 def _print_stack(local: Any) -> bool:
     table = Table(title=f"local stack at {local.run_dir}")
     table.add_column("part")
@@ -171,6 +186,19 @@ def connectors_delete(obj: _Context, drop_slot: bool) -> None:
     from connectors import manager
 
     manager.delete(obj.config(), drop_slot=drop_slot, progress=out.print)
+
+
+# --- service --------------------------------------------------------------------------------------
+
+
+@cli.command("serve")
+@click.option("--apply-connectors", is_flag=True, help="Register the connector first (idempotent; retried).")
+@click.pass_obj
+def serve(obj: _Context, apply_connectors: bool) -> None:
+    """Run the long-lived service: watch the pipeline, serve /metrics and /healthz, until SIGTERM."""
+    from replicator.service import serve_forever
+
+    serve_forever(obj.config(), apply_connectors=apply_connectors, say=lambda line: err.print(line, markup=False))
 
 
 # --- entry point ----------------------------------------------------------------------------------

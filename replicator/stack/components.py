@@ -127,8 +127,8 @@ def start_postgres(
         "max_connections": "200",
         "shared_buffers": "256MB",
         "fsync": "off",  # a development stack: speed over crash safety of the database itself
-        "max_wal_senders": "10",
-        "max_replication_slots": "10",
+        "max_wal_senders": "30",
+        "max_replication_slots": "30",
         "wal_level": "logical" if logical else "replica",
     }
     argv = [str(bins.pg_bin / "postgres"), "-D", str(data)]

@@ -1,0 +1,90 @@
+"""The long-running service (`replicator serve`): the composition root.
+
+One supervisor owns the stop event; SIGTERM/SIGINT set it, every loop checks it and sleeps only in
+bounded steps. Today the service keeps the Debezium connector registered and watched, and serves
+/metrics and /healthz; the apply, snapshot and reconcile stages join this loop as they land.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+from connectors import manager
+from replicator.config import MigrationConfig
+from replicator.errors import ReplicatorError
+from replicator.sensor import Sensor
+
+log = logging.getLogger("replicator.service")
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop.set())
+
+
+class Service:
+    def __init__(self, config: MigrationConfig, sensor: Sensor, supervisor: Supervisor,
+                 *, poll_interval_s: float = 10.0, say: Callable[[str], None] = log.warning) -> None:
+        self._config = config
+        self._sensor = sensor
+        self._supervisor = supervisor
+        self._poll_interval_s = poll_interval_s
+        self._say = say
+
+    def run(self, *, apply_connectors: bool) -> None:
+        if apply_connectors:
+            self._apply_connector_until_done()
+        while not self._supervisor.stop.is_set():
+            self._watch_connector()
+            self._supervisor.stop.wait(self._poll_interval_s)
+
+    def _apply_connector_until_done(self) -> None:
+        """Retry while Kafka, Connect or the source are still coming up; stop on anything else."""
+        delay = 1.0
+        while not self._supervisor.stop.is_set():
+            try:
+                manager.apply(self._config, progress=self._say)
+                return
+            except ReplicatorError as exc:
+                if not exc.retryable:
+                    raise
+                self._sensor.on_service_error("connectors")
+                self._say(f"{exc.line()} (retrying in {delay:.0f} s)")
+                self._supervisor.stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _watch_connector(self) -> None:
+        try:
+            current = manager.status(self._config)
+        except ReplicatorError as exc:
+            self._sensor.on_service_error("connectors")
+            self._sensor.on_connector_status(self._config.connector_name, False, [])
+            self._say(exc.line())
+            return
+        self._sensor.on_connector_status(current.name, current.healthy, [s for _, s in current.tasks])
+        if current.failure:
+            self._say(f"connector {current.name} {current.failure}")
+
+
+def serve_forever(config: MigrationConfig, *, apply_connectors: bool, say: Callable[[str], None]) -> None:
+    from replicator.metrics import MetricsServer, PrometheusSensor
+
+    supervisor = Supervisor()
+    supervisor.install_signal_handlers()
+    sensor = PrometheusSensor()
+    started = time.monotonic()
+    server = MetricsServer(config.metrics.address, sensor, healthy=lambda: not supervisor.stop.is_set())
+    say(f"serving /metrics and /healthz on {config.metrics.address}")
+    try:
+        Service(config, sensor, supervisor, say=say).run(apply_connectors=apply_connectors)
+    finally:
+        server.close()
+        say(f"stopped after {time.monotonic() - started:.0f} s")
