@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import logging
 import os
 import shutil
 import subprocess
@@ -69,6 +70,7 @@ def _missing_system() -> dict[str, str]:
 
 
 def _install_debian(packages: list[str]) -> None:
+    logging.getLogger("replicator.stack").warning("installing missing Debian packages: %s", " ".join(packages))
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *packages]):
         result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
