@@ -38,27 +38,24 @@ class ProcessRecord:
         if not self.alive():
             return
         _signal_group(self.pid, sig)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not self.alive():
-                return
-            _reap(self.pid)
-            time.sleep(0.05)
-        if self.alive():
+        if not self._wait_gone(timeout_s):
             _signal_group(self.pid, signal.SIGKILL)
-            deadline = time.monotonic() + 5
-            while self.alive() and time.monotonic() < deadline:
-                _reap(self.pid)
-                time.sleep(0.05)
+            self._wait_gone(5)
 
     def kill(self) -> None:
         """kill -9 the whole group at once, as a crash would."""
         if self.alive():
             _signal_group(self.pid, signal.SIGKILL)
-            deadline = time.monotonic() + 5
-            while self.alive() and time.monotonic() < deadline:
-                _reap(self.pid)
-                time.sleep(0.02)
+            self._wait_gone(5)
+
+    def _wait_gone(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self.alive():
+            if time.monotonic() > deadline:
+                return False
+            _reap(self.pid)
+            time.sleep(0.02)
+        return True
 
 
 def spawn(
