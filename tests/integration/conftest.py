@@ -124,17 +124,18 @@ class Scenario:
             run_cli("-c", str(self.config_path), "connectors", "delete", "--drop-slot", check=False)
 
 
-@pytest.fixture
-def pg_scenario(stack: StackInfo, tmp_path: Path) -> Iterator[Scenario]:
-    scenario = Scenario(stack, "pg-source", "pg-target", tmp_path)
+def _scenario(stack: StackInfo, source: str, tmp_path: Path) -> Iterator[Scenario]:
+    scenario = Scenario(stack, source, "pg-target", tmp_path)
     scenario.create_namespace()
     yield scenario
     scenario.cleanup()
+
+
+@pytest.fixture
+def pg_scenario(stack: StackInfo, tmp_path: Path) -> Iterator[Scenario]:
+    yield from _scenario(stack, "pg-source", tmp_path)
 
 
 @pytest.fixture
 def my_scenario(stack: StackInfo, tmp_path: Path) -> Iterator[Scenario]:
-    scenario = Scenario(stack, "my-source", "pg-target", tmp_path)
-    scenario.create_namespace()
-    yield scenario
-    scenario.cleanup()
+    yield from _scenario(stack, "my-source", tmp_path)
