@@ -382,11 +382,6 @@ def _expected_form(loc: list[str]) -> str:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         keys = ", ".join(sorted(annotation.model_fields))
         return f"a section with keys {keys}"
-    if field.metadata:
-        for item in field.metadata:
-            description = getattr(item, "description", None)
-            if description:
-                return str(description)
     return "a valid value"
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
 from replicator.config import KafkaSettings
 from replicator.kafka.admin import client_config
@@ -87,11 +87,8 @@ class EventTail:
                 if idle_timeout_s is not None and time.monotonic() - last > idle_timeout_s:
                     return
                 continue
-            error = message.error()
-            if error is not None:
-                if error.code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
-                    continue
-                continue
+            if message.error() is not None:
+                continue  # end-of-partition or a topic not created yet: a diagnostic reader waits on
             last = time.monotonic()
             seen += 1
             yield RawEvent(
