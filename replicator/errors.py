@@ -65,3 +65,11 @@ class TopicLayoutError(ReplicatorError):
 
 class StackError(ReplicatorError):
     """The embedded local stack could not be started, found or stopped."""
+
+
+class DecodeError(ReplicatorError):
+    """A Kafka record could not be decoded; the message names topic, partition and offset."""
+
+
+class ApplyError(ReplicatorError):
+    """The target refused an event for good (not a transient failure): names table, key, offset."""
