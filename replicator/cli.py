@@ -201,6 +201,15 @@ def serve(obj: _Context, apply_connectors: bool) -> None:
     serve_forever(obj.config(), apply_connectors=apply_connectors, say=lambda line: err.print(line, markup=False))
 
 
+@cli.command("apply")
+@click.pass_obj
+def apply_changes(obj: _Context) -> None:
+    """Apply the change events from Kafka to the target until SIGTERM/SIGINT (exactly-once effect)."""
+    from replicator.service import apply_forever
+
+    apply_forever(obj.config(), say=lambda line: err.print(line, markup=False))
+
+
 # --- entry point ----------------------------------------------------------------------------------
 
 

@@ -140,6 +140,18 @@ class TableSelection(_Section):
     rename: dict[str, str] = Field(
         default_factory=dict, description="source schema.table -> target schema.table"
     )
+    target_schema: str | None = Field(
+        default=None,
+        description="target schema (PostgreSQL) or database (MySQL) for every table (default: the source's name)",
+    )
+
+    def target_for(self, schema: str, table: str) -> tuple[str, str]:
+        """Where a source table's rows go: a rename, else the same name (in target_schema if set)."""
+        renamed = self.rename.get(f"{schema}.{table}")
+        if renamed is not None:
+            target_schema, _, target_table = renamed.rpartition(".")
+            return (target_schema or self.target_schema or schema, target_table)
+        return (self.target_schema or schema, table)
 
     def selects(self, schema: str, table: str) -> bool:
         qualified = f"{schema}.{table}"
@@ -189,11 +201,27 @@ class ErrorPolicy(StrEnum):
     DEAD_LETTER = "dead-letter"
 
 
+class SchemaEvolution(StrEnum):
+    ADD = "add"
+    FAIL = "fail"
+
+
 class ApplySettings(_Section):
     group_id: str | None = Field(default=None, description="consumer group (default: <topic_prefix>-apply)")
     batch_max_events: int = Field(default=5000, ge=1, description="events per target transaction, at most")
     batch_max_wait_ms: int = Field(default=200, ge=0, description="longest wait to fill a batch")
     error_policy: ErrorPolicy = Field(default=ErrorPolicy.HALT, description="halt or dead-letter")
+    dead_letter_topic: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.-]+$",
+        description="topic for events that failed for good (default: replicator-dlq.<topic_prefix>)",
+    )
+    schema_evolution: SchemaEvolution = Field(
+        default=SchemaEvolution.ADD, description="a column new in the events: add it to the target, or fail"
+    )
+    session_timeout_ms: int = Field(default=10000, ge=1000, description="consumer group session timeout")
+    max_poll_interval_ms: int = Field(
+        default=300000, ge=1000, description="longest time between polls before the group evicts an instance"
+    )
 
 
 class SnapshotSettings(_Section):
@@ -232,6 +260,14 @@ class MigrationConfig(_Section):
     @property
     def slot_name(self) -> str:
         return self.connector.slot_name or _pg_name(f"replicator_{self.kafka.topic_prefix}")
+
+    @property
+    def apply_group_id(self) -> str:
+        return self.apply.group_id or f"{self.kafka.topic_prefix}-apply"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.apply.dead_letter_topic or f"replicator-dlq.{self.kafka.topic_prefix}"
 
     @property
     def publication_name(self) -> str:

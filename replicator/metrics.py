@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Info, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, make_wsgi_app
 
 from replicator import __version__
 from replicator.errors import ConfigError
@@ -35,6 +35,71 @@ class PrometheusSensor:
             "replicator_service_errors", "Errors the service loop recovered from, by stage.", ["stage"],
             registry=self.registry,
         )
+
+        self._events = Counter(
+            "replicator_apply_events", "Change events applied to the target, by target table and op.",
+            ["table", "op"], registry=self.registry,
+        )
+        self._batch_events = Histogram(
+            "replicator_apply_batch_events", "Events per committed batch.",
+            buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 50000), registry=self.registry,
+        )
+        self._batch_seconds = Histogram(
+            "replicator_apply_batch_seconds", "Time from a batch's first fetch to its commit.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=self.registry,
+        )
+        self._lag = Gauge(
+            "replicator_replication_lag_seconds",
+            "Max over partitions of now minus the source commit time of the oldest unapplied event; 0 when caught up.",
+            registry=self.registry,
+        )
+        self._lag_source = Gauge(
+            "replicator_replication_lag_source_seconds", "The part of the lag spent before the event reached Kafka.",
+            registry=self.registry,
+        )
+        self._lag_target = Gauge(
+            "replicator_replication_lag_target_seconds", "The part of the lag spent between Kafka and the target.",
+            registry=self.registry,
+        )
+        self._consumer_lag = Gauge(
+            "replicator_consumer_lag_messages", "High watermark minus our next offset, per partition.",
+            ["topic", "partition"], registry=self.registry,
+        )
+        self._retries = Counter(
+            "replicator_apply_retries", "Batches retried after a transient failure, by reason.", ["reason"],
+            registry=self.registry,
+        )
+        self._skipped = Counter(
+            "replicator_apply_skipped_events", "Events not applied on purpose, by reason.", ["reason"],
+            registry=self.registry,
+        )
+        self._dead = Counter(
+            "replicator_apply_dead_letters", "Events sent to the dead-letter topic and table, by table.", ["table"],
+            registry=self.registry,
+        )
+
+    def on_apply_batch(self, counts: dict[tuple[str, str], int], events: int, seconds: float) -> None:
+        for (table, op), count in counts.items():
+            self._events.labels(table, op).inc(count)
+        self._batch_events.observe(events)
+        self._batch_seconds.observe(seconds)
+
+    def on_apply_lag(self, total_s: float, source_s: float, target_s: float,
+                     consumer_lag: dict[tuple[str, int], int]) -> None:
+        self._lag.set(total_s)
+        self._lag_source.set(source_s)
+        self._lag_target.set(target_s)
+        for (topic, partition), behind in consumer_lag.items():
+            self._consumer_lag.labels(topic, str(partition)).set(behind)
+
+    def on_apply_retry(self, reason: str) -> None:
+        self._retries.labels(reason).inc()
+
+    def on_apply_skipped(self, reason: str, count: int) -> None:
+        self._skipped.labels(reason).inc(count)
+
+    def on_dead_letter(self, table: str) -> None:
+        self._dead.labels(table).inc()
 
     def on_connector_status(self, connector: str, running: bool, task_states: list[str]) -> None:
         self._connector_up.labels(connector).set(1 if running else 0)

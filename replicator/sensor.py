@@ -11,10 +11,44 @@ class Sensor(Protocol):
 
     def on_service_error(self, stage: str) -> None: ...
 
+    def on_apply_batch(self, counts: dict[tuple[str, str], int], events: int, seconds: float) -> None:
+        """A batch committed: events applied by (target table, op), batch size and latency."""
+        ...
+
+    def on_apply_lag(self, total_s: float, source_s: float, target_s: float,
+                     consumer_lag: dict[tuple[str, int], int]) -> None:
+        """Replication lag (split source→Kafka and Kafka→target) and messages behind per partition."""
+        ...
+
+    def on_apply_retry(self, reason: str) -> None: ...
+
+    def on_apply_skipped(self, reason: str, count: int) -> None:
+        """Events not applied on purpose: 'duplicate' (at or below the stored position), 'snapshot'
+        (already in the snapshot copy), 'fenced' (a stale batch rolled back)."""
+        ...
+
+    def on_dead_letter(self, table: str) -> None: ...
+
 
 class NullSensor:
     def on_connector_status(self, connector: str, running: bool, task_states: list[str]) -> None:
         return None
 
     def on_service_error(self, stage: str) -> None:
+        return None
+
+    def on_apply_batch(self, counts: dict[tuple[str, str], int], events: int, seconds: float) -> None:
+        return None
+
+    def on_apply_lag(self, total_s: float, source_s: float, target_s: float,
+                     consumer_lag: dict[tuple[str, int], int]) -> None:
+        return None
+
+    def on_apply_retry(self, reason: str) -> None:
+        return None
+
+    def on_apply_skipped(self, reason: str, count: int) -> None:
+        return None
+
+    def on_dead_letter(self, table: str) -> None:
         return None

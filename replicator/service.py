@@ -88,3 +88,38 @@ def serve_forever(config: MigrationConfig, *, apply_connectors: bool, say: Calla
     finally:
         server.close()
         say(f"stopped after {time.monotonic() - started:.0f} s")
+
+
+def apply_forever(config: MigrationConfig, *, say: Callable[[str], None]) -> None:
+    """`replicator apply`: the change applier with /metrics, until SIGTERM/SIGINT; then the batch in
+    flight is finished and committed, and the process exits 0."""
+    from replicator.apply.applier import ChangeApplier
+    from replicator.dialects import target_writer_for
+    from replicator.kafka.dead_letters import KafkaDeadLetterSink
+    from replicator.metrics import MetricsServer, PrometheusSensor
+
+    supervisor = Supervisor()
+    supervisor.install_signal_handlers()
+    sensor = PrometheusSensor()
+    server = MetricsServer(config.metrics.address, sensor, healthy=lambda: not supervisor.stop.is_set())
+    say(f"applying changes of topic prefix {config.kafka.topic_prefix} to {config.target.describe()}; "
+        f"/metrics on {config.metrics.address}")
+    sink = KafkaDeadLetterSink(config.kafka, config.dead_letter_topic)
+    delay = 1.0
+    try:
+        while not supervisor.stop.is_set():
+            try:
+                applier = ChangeApplier(config, lambda: target_writer_for(config.target, config.state_schema),
+                                        sensor, supervisor.stop, dead_letters=sink)
+                applier.run()
+                break
+            except ReplicatorError as exc:
+                if not exc.retryable:
+                    raise
+                sensor.on_service_error("apply")
+                say(f"{exc.line()} (retrying in {delay:.0f} s)")
+                supervisor.stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+    finally:
+        server.close()
+    say("stopped: the last batch is committed")

@@ -23,7 +23,10 @@ def quote_identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def connect(endpoint: Endpoint, role: str) -> Any:  # pymysql is untyped: a Connection
+def connect(endpoint: Endpoint, role: str, *, client_flag: int = 0,
+            local_infile: bool = False) -> Any:  # pymysql is untyped: a Connection
+    """An autocommit utf8mb4 connection. `client_flag` adds protocol flags (e.g. CLIENT.FOUND_ROWS);
+    `local_infile` allows `LOAD DATA LOCAL INFILE` from this client."""
     try:
         return pymysql.connect(
             host=endpoint.host,
@@ -34,6 +37,8 @@ def connect(endpoint: Endpoint, role: str) -> Any:  # pymysql is untyped: a Conn
             connect_timeout=10,
             autocommit=True,
             charset="utf8mb4",
+            client_flag=client_flag,
+            local_infile=local_infile,
         )
     except pymysql.MySQLError as exc:
         code = exc.args[0] if exc.args else None

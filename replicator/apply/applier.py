@@ -1,0 +1,312 @@
+"""The change applier: Kafka batches → one target transaction each, with exactly-once effect.
+
+One batch, in order:
+1. consume up to `batch_max_events` messages (or `batch_max_wait_ms`), from the partitions we own;
+2. decode; drop what is not a row change to apply: tombstones, transaction markers, heartbeats
+   (kept as time), foreign logical messages, the schema-history topic; MySQL schema changes are
+   recorded in our state, never replayed;
+3. drop events at or below the partition's stored source position (Kafka Connect re-sends events
+   after a crash under new offsets; their source positions repeat), and, for a released snapshot
+   gate, events the copy already holds;
+4. outside any transaction: add columns that appeared in the events (schema evolution);
+5. one transaction: lock our offset rows of the batch's partitions in sorted order
+   (`SELECT … FOR UPDATE`) and roll back unless they still hold the offsets this batch starts at
+   (a zombie — an instance the group evicted while it was stuck — can never write a stale batch);
+   apply each table's plan (replicator.apply.batch); save each partition's next offset and last
+   source position; commit. Rows and positions commit together, so a crash at any point leaves
+   either the whole batch or none of it, and a restart resumes at the stored offsets.
+6. after the commit: mirror the offsets into Kafka's committed offsets (monitoring only).
+
+A transient failure (lost connection, deadlock, serialization failure) rolls back, reconnects and
+re-reads the stored offsets, seeks there and fetches again: nothing is lost, nothing is doubled.
+A permanent failure of one event follows `apply.error_policy` (see `replicator.apply.executor`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import Message
+
+from replicator.apply.batch import incomplete_key_change_tail
+from replicator.apply.consumer import ChangeConsumer, support_topics
+from replicator.apply.decode import EnvelopeDecoder
+from replicator.apply.events import ChangeEvent, Heartbeat, LogicalMessage, SchemaChange, SourcePosition
+from replicator.apply.executor import DeadLetterSink, StepExecutor
+from replicator.apply.lag import LagTracker
+from replicator.apply.routing import Router
+from replicator.config import Engine, MigrationConfig
+from replicator.dialects.base import DeadLetter, OffsetUpdate, Partition, StoredOffset, TargetWriter
+from replicator.errors import DecodeError, ReplicatorError
+from replicator.sensor import Sensor
+
+log = logging.getLogger(__name__)
+
+OUR_MESSAGE_PREFIX = "replicator"
+
+
+class FencedError(Exception):
+    """Our stored offsets moved under us: another instance owns the partition now."""
+
+
+@dataclass
+class _PartitionWork:
+    events: list[ChangeEvent] = field(default_factory=list)
+    schema_changes: list[SchemaChange] = field(default_factory=list)
+    next_offset: int = 0
+    position: SourcePosition | None = None
+    source_ts_ms: int | None = None
+    rewind_to: int | None = None  # a held-back tail starts here
+
+
+class ChangeApplier:
+    def __init__(self, config: MigrationConfig, writer_factory: Callable[[], TargetWriter], sensor: Sensor,
+                 stop: threading.Event, dead_letters: DeadLetterSink | None = None) -> None:
+        self._config = config
+        self._writer_factory = writer_factory
+        self._sensor = sensor
+        self._stop = stop
+        self._dead_letters = dead_letters
+        self._writer = writer_factory()
+        self._writer.ensure_state()
+        self._decoder = EnvelopeDecoder()
+        self._router = Router(config, self._writer, sensor)
+        self._stored: dict[Partition, StoredOffset] = {}
+        self._support = support_topics(config.kafka.topic_prefix)
+        self._lag = LagTracker()
+        self._consumer = ChangeConsumer(
+            config.kafka, config.apply_group_id, self._load_offsets, on_assigned=self._on_assigned,
+            session_timeout_ms=config.apply.session_timeout_ms,
+            max_poll_interval_ms=config.apply.max_poll_interval_ms,
+            schema_change_topic=config.source.engine == Engine.MYSQL,
+        )
+        self.batches_committed = 0
+
+    # -- loop ----------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Apply until the stop event is set; the batch in flight is finished and committed first."""
+        next_housekeeping = 0.0
+        try:
+            while not self._stop.is_set():
+                messages = self._fetch()
+                if messages:
+                    self._apply_with_retry(messages)
+                if time.monotonic() >= next_housekeeping:
+                    self._housekeeping()
+                    next_housekeeping = time.monotonic() + 2.0
+        finally:
+            self._consumer.close()
+            self._writer.close()
+
+    def _fetch(self) -> list[Message]:
+        deadline = time.monotonic() + self._config.apply.batch_max_wait_ms / 1000
+        limit = self._config.apply.batch_max_events
+        generation = self._consumer.generation
+        messages: list[Message] = []
+        while len(messages) < limit and not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            got = self._consumer.consume(limit - len(messages), max(remaining, 0.0) if messages else 0.5)
+            if self._consumer.generation != generation:  # a rebalance: positions were reset
+                generation = self._consumer.generation
+                messages = []
+            messages.extend(got)
+            if remaining <= 0 or (not got and messages):
+                break
+            if not messages and not got:
+                break
+        owned = self._consumer.assigned
+        return [m for m in messages if _partition_of(m) in owned]
+
+    def _load_offsets(self, partitions: list[Partition]) -> dict[Partition, StoredOffset]:
+        stored = self._writer.read_offsets(partitions)
+        self._stored = {p: stored[p] for p in partitions if p in stored}
+        return self._stored
+
+    def _on_assigned(self, partitions: list[Partition]) -> None:
+        self._router.refresh_gates()
+        self._consumer.pause(self._router.held_partitions(partitions))
+
+    def _housekeeping(self) -> None:
+        owned = sorted(self._consumer.assigned)
+        if self._router.refresh_gates():
+            held = set(self._router.held_partitions(owned))
+            self._consumer.pause(sorted(held))
+            self._consumer.resume([p for p in owned if p not in held])
+        watermarks = {p: self._consumer.watermarks(p, cached=False)[1] for p in owned}
+        self._lag.report(self._sensor, self._stored, watermarks)
+
+    # -- one batch -----------------------------------------------------------------------------
+    def _apply_with_retry(self, messages: list[Message]) -> None:
+        delay = 0.5
+        while True:
+            try:
+                self._apply(messages)
+                return
+            except FencedError:
+                self._sensor.on_apply_skipped("fenced", len(messages))
+                log.warning("our stored offsets moved: another instance owns these partitions now; batch dropped")
+                self._resync(reconnect=False)
+                return
+            except Exception as exc:
+                transient = exc.retryable if isinstance(exc, ReplicatorError) else self._writer.is_transient(exc)
+                if not transient:
+                    self._safe_rollback()
+                    raise
+                reason = exc.line() if isinstance(exc, ReplicatorError) else self._writer.describe_error(exc)
+                self._sensor.on_apply_retry(type(exc).__name__)
+                log.warning("transient target failure, retrying in %.1f s: %s", delay, reason)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+                self._resync(reconnect=True)
+                return  # the same messages are fetched again from the stored offsets
+
+    def _safe_rollback(self) -> None:
+        try:
+            self._writer.rollback()
+        except Exception as exc:  # the connection may be gone; the original error matters
+            log.debug("rollback failed: %s", exc)
+
+    def _resync(self, *, reconnect: bool) -> None:
+        """Forget in-flight state: reconnect if asked, re-read stored offsets, seek there."""
+        self._safe_rollback()
+        if reconnect:
+            while not self._stop.is_set():
+                try:
+                    self._writer.close()
+                    self._writer = self._writer_factory()
+                    self._router.use(self._writer)
+                    break
+                except ReplicatorError as exc:
+                    if not exc.retryable:
+                        raise
+                    log.warning("%s (retrying)", exc.line())
+                    self._stop.wait(2.0)
+        owned = sorted(self._consumer.assigned)
+        stored = self._writer.read_offsets(owned)
+        self._stored.update(stored)
+        for partition in owned:
+            self._consumer.seek(partition, stored[partition].next_offset)
+
+    def _apply(self, messages: list[Message]) -> None:
+        started = time.monotonic()
+        by_partition: dict[Partition, list[Message]] = defaultdict(list)
+        for message in messages:
+            by_partition[_partition_of(message)].append(message)
+        held = set(self._router.held_partitions(list(by_partition)))
+        for partition in sorted(held):  # gated after the fetch: leave its events where they are
+            self._consumer.seek(partition, _offset_of(by_partition.pop(partition)[0]))
+        self._consumer.pause(sorted(held))
+        if not by_partition:
+            return
+        letters: list[DeadLetter] = []
+        work = {p: self._prepare(p, msgs, letters) for p, msgs in sorted(by_partition.items())}
+        executor = StepExecutor(self._writer, self._config.apply.error_policy, self._sensor)
+        tables = self._router.group(work_events(work), executor.reject)  # DDL for new columns happens here
+        self._writer.begin()
+        locked = self._writer.lock_offsets(sorted(work))
+        for partition in work:
+            stored = locked.get(partition)
+            if stored is None or stored.next_offset != self._stored[partition].next_offset:
+                self._writer.rollback()
+                raise FencedError
+        counts = executor.run(tables)
+        for w in work.values():
+            for change in w.schema_changes:
+                self._writer.record_schema_change(change.ref.topic, change.ref.offset, change.database, change.ddl,
+                                                  change.source_ts_ms)
+        for letter in [*letters, *executor.dead_letters]:
+            self._writer.record_dead_letter(letter)
+        updates = [OffsetUpdate(t, p, w.next_offset, w.position, w.source_ts_ms) for (t, p), w in work.items()]
+        self._writer.save_offsets(updates)
+        if self._dead_letters is not None:
+            self._dead_letters.publish([*letters, *executor.dead_letters])  # before commit: at least once
+        self._writer.commit()
+        for (topic, number), w in work.items():
+            previous = self._stored[(topic, number)]
+            self._stored[(topic, number)] = StoredOffset(w.next_offset, w.position or previous.position)
+            self._lag.applied((topic, number), w.source_ts_ms, w.events)
+            if w.rewind_to is not None:
+                self._consumer.seek((topic, number), w.rewind_to)
+        self._consumer.commit_for_monitoring({p: w.next_offset for p, w in work.items()})
+        self.batches_committed += 1
+        self._sensor.on_apply_batch(counts, len(messages), time.monotonic() - started)
+
+    def _prepare(self, partition: Partition, messages: list[Message], letters: list[DeadLetter]) -> _PartitionWork:
+        """Decode one partition's messages and keep what must be applied (steps 2 and 3)."""
+        work = _PartitionWork(next_offset=_offset_of(messages[-1]) + 1)
+        topic = partition[0]
+        if (topic in self._support and topic != self._config.kafka.topic_prefix and not topic.startswith("__")
+                and not topic.endswith(".message")):
+            return work  # transaction markers, schema history: nothing to apply
+        stored = self._stored[partition].position
+        accepted_key_change_delete = False
+        for message in messages:
+            try:
+                record = self._decoder.decode(topic, partition[1], _offset_of(message), message.key(),
+                                              message.value(), message.headers(),  # type: ignore[arg-type]
+                                              message.timestamp()[1])
+            except DecodeError as exc:
+                self._reject_undecodable(message, exc, letters)
+                continue
+            if isinstance(record, Heartbeat):
+                self._lag.heartbeat(record.source_ts_ms)
+                continue
+            if not isinstance(record, ChangeEvent | SchemaChange | LogicalMessage):
+                continue  # tombstones, transaction markers
+            position = record.position
+            if position is not None and stored is not None:
+                duplicate = position < stored or (position == stored and not (
+                    isinstance(record, ChangeEvent) and record.old_key is not None and accepted_key_change_delete))
+                if duplicate:
+                    self._sensor.on_apply_skipped("duplicate", 1)
+                    continue
+            if position is not None:
+                stored = position
+                work.position = position
+            work.source_ts_ms = record.source_ts_ms
+            if isinstance(record, ChangeEvent):
+                accepted_key_change_delete = record.op == "d" and record.new_key is not None
+                work.events.append(record)
+            elif isinstance(record, SchemaChange):
+                work.schema_changes.append(record)
+        tail = incomplete_key_change_tail(work.events)
+        if tail is not None:
+            # The pair's `c` is not fetched yet: leave the `d` for the next batch, re-read from there.
+            held = work.events.pop(tail)
+            work.next_offset = held.ref.offset
+            work.rewind_to = held.ref.offset
+            work.position = self._last_position(work.events, self._stored[partition].position)
+        return work
+
+    @staticmethod
+    def _last_position(events: list[ChangeEvent], fallback: SourcePosition | None) -> SourcePosition | None:
+        positions = [e.position for e in events if e.position is not None]
+        return positions[-1] if positions else fallback
+
+    def _reject_undecodable(self, message: Message, exc: DecodeError, letters: list[DeadLetter]) -> None:
+        if self._config.apply.error_policy == "halt":
+            raise DecodeError(exc.message, hint="fix the producer, or set apply.error_policy: dead-letter to set "
+                                                "such events aside")
+        letters.append(DeadLetter(message.topic() or "", message.partition() or 0, message.offset() or 0, None,
+                                  None, exc.message, message.value()))
+        self._sensor.on_dead_letter("(undecodable)")
+
+
+def work_events(work: dict[Partition, _PartitionWork]) -> list[ChangeEvent]:
+    return [event for w in work.values() for event in w.events]
+
+
+def _partition_of(message: Message) -> Partition:
+    return (message.topic() or "", message.partition() or 0)
+
+
+def _offset_of(message: Message) -> int:
+    offset = message.offset()
+    if offset is None:  # only error events lack one, and consume() drops those
+        raise ValueError("a Kafka message without an offset")
+    return offset

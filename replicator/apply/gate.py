@@ -1,0 +1,106 @@
+"""Snapshot gating: how the snapshot stage holds a table's events and releases them exactly.
+
+The snapshot stage writes one row per table into our `table_gates` state table:
+* `hold`: the applier consumes nothing of that table's topic (the partition is paused and its
+  offset does not move) while the copy runs;
+* `filter`: the copy is done; the applier applies the table's events again, except those the copy
+  already contains, as decided by `SnapshotFilter.covers` from the positions each chunk was read at;
+* no row: the table is open, every event applies.
+
+The state lives in the target (not in the consumer), and the applier re-reads it on every
+assignment and every few seconds, because a paused partition does not stay paused across a
+rebalance and another instance may own the partition next.
+
+Filter JSON (written by the snapshot stage, one entry per chunk; a table without a primary key is
+one chunk with no bounds):
+    {"chunks": [{"low": [..] | null, "high": [..] | null,            # key range [low, high)
+                 "postgres": {"xmin": int, "xmax": int, "xip": [int], "lsn": int}}
+                | {..., "mysql": {"file": int, "pos": int}}]}
+PostgreSQL: an event with change LSN >= the chunk's LSN is applied; one below it whose transaction
+is visible in the chunk's snapshot is in the copy and is skipped. Debezium's `txId` is the 32-bit
+xid while snapshots hold 64-bit xids, so it is widened to the 64-bit xid nearest xmax first.
+MySQL/MariaDB: an event before the chunk's binlog position (file number, position) is in the copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from replicator.apply.events import ChangeEvent
+from replicator.errors import ReplicatorError
+
+_XID_SPAN = 1 << 32
+
+
+def widen_xid(xid32: int, xmax: int) -> int:
+    """The 64-bit xid whose low 32 bits are `xid32` and which lies nearest `xmax`."""
+    candidate = (xmax & ~(_XID_SPAN - 1)) | (xid32 & (_XID_SPAN - 1))
+    if candidate > xmax + _XID_SPAN // 2:
+        candidate -= _XID_SPAN
+    elif candidate < xmax - _XID_SPAN // 2:
+        candidate += _XID_SPAN
+    return candidate
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    low: tuple[Any, ...] | None
+    high: tuple[Any, ...] | None
+    pg: tuple[int, int, frozenset[int], int] | None  # xmin, xmax, xip, lsn
+    mysql: tuple[int, int] | None  # binlog file number, position
+
+    def contains(self, key: tuple[Any, ...] | None) -> bool:
+        if key is None:
+            return self.low is None and self.high is None
+        if self.low is not None and key < self.low:
+            return False
+        return not (self.high is not None and key >= self.high)
+
+    def covers(self, event: ChangeEvent) -> bool:
+        if event.position is None:
+            return False
+        if self.pg is not None:
+            xmin, xmax, xip, lsn = self.pg
+            if event.position.minor >= lsn or event.txid is None:
+                return False
+            xid = widen_xid(event.txid, xmax)
+            return xid < xmin or (xid < xmax and xid not in xip)
+        if self.mysql is not None:
+            return (event.position.major, event.position.minor) < self.mysql
+        return False
+
+
+class SnapshotFilter:
+    """Decides, per event of a released table, whether the snapshot copy already holds it."""
+
+    def __init__(self, chunks: list[_Chunk]) -> None:
+        self._chunks = chunks
+
+    @classmethod
+    def parse(cls, text: str, table: str) -> SnapshotFilter:
+        try:
+            raw = orjson.loads(text)
+            chunks = []
+            for item in raw["chunks"]:
+                pg = item.get("postgres")
+                my = item.get("mysql")
+                chunks.append(_Chunk(
+                    low=tuple(item["low"]) if item.get("low") is not None else None,
+                    high=tuple(item["high"]) if item.get("high") is not None else None,
+                    pg=(int(pg["xmin"]), int(pg["xmax"]), frozenset(int(x) for x in pg["xip"]), int(pg["lsn"]))
+                    if pg else None,
+                    mysql=(int(my["file"]), int(my["pos"])) if my else None,
+                ))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ReplicatorError(f"the snapshot filter of {table} in our state schema is unreadable: {exc}",
+                                  hint="re-run the snapshot of that table") from None
+        return cls(chunks)
+
+    def covers(self, event: ChangeEvent, key: tuple[Any, ...] | None) -> bool:
+        for chunk in self._chunks:
+            if chunk.contains(key):
+                return chunk.covers(event)
+        return False

@@ -1,0 +1,131 @@
+"""Where each change event goes: source table → target table, gates, and schema evolution.
+
+* Mapping: `tables.include`/`exclude` select source tables (events of others are skipped and their
+  offsets advance), `tables.rename`/`target_schema` name the target; columns match by name.
+* Gates: see `replicator.apply.gate`; re-read from our state table on demand.
+* Schema evolution runs before the batch transaction (DDL is never inside it) and is idempotent
+  (`ADD COLUMN IF NOT EXISTS`): a column that appears in the events is added with the type mapped
+  from the event schema (`apply.schema_evolution: add`) or refused (`fail`); a column that
+  disappears from the events stays on the target and is reported once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from replicator.apply.batch import key_of
+from replicator.apply.events import ChangeEvent
+from replicator.apply.gate import SnapshotFilter
+from replicator.config import MigrationConfig, SchemaEvolution
+from replicator.dialects.base import Gate, Partition, TargetTable, TargetWriter
+from replicator.model import TableId, topic_for
+from replicator.sensor import Sensor
+
+log = logging.getLogger(__name__)
+
+Reject = Callable[[ChangeEvent, str], None]
+
+
+class Router:
+    def __init__(self, config: MigrationConfig, writer: TargetWriter, sensor: Sensor) -> None:
+        self._config = config
+        self._writer = writer
+        self._sensor = sensor
+        self._targets: dict[TableId, TargetTable | None] = {}
+        self._gates: dict[str, Gate] = {}
+        self._filters: dict[str, SnapshotFilter] = {}
+        self._reported_missing: set[tuple[TableId, str]] = set()
+
+    def use(self, writer: TargetWriter) -> None:
+        self._writer = writer
+        self._targets.clear()
+
+    # -- gates ---------------------------------------------------------------------------------
+    def refresh_gates(self) -> bool:
+        """Re-read the gates; True when they changed."""
+        gates = self._writer.read_gates()
+        if gates == self._gates:
+            return False
+        self._gates = gates
+        self._filters = {name: SnapshotFilter.parse(g.filter, name)
+                         for name, g in gates.items() if g.state == "filter" and g.filter}
+        return True
+
+    def held_partitions(self, partitions: list[Partition]) -> list[Partition]:
+        prefix = self._config.kafka.topic_prefix
+        held_topics = set()
+        for name, gate in self._gates.items():
+            if gate.state == "hold":
+                schema, _, table = name.partition(".")
+                held_topics.add(topic_for(prefix, TableId(schema, table)))
+        return [p for p in partitions if p[0] in held_topics]
+
+    # -- routing -------------------------------------------------------------------------------
+    def target(self, source: TableId) -> TargetTable | None:
+        if source not in self._targets:
+            schema, name = self._config.tables.target_for(source.schema, source.name)
+            self._targets[source] = self._writer.describe(TableId(schema, name))
+        return self._targets[source]
+
+    def group(self, events: list[ChangeEvent], reject: Reject) -> list[tuple[TargetTable, list[ChangeEvent]]]:
+        """The events to apply, per target table in order of first appearance; DDL for new columns."""
+        grouped: dict[TableId, list[ChangeEvent]] = {}
+        for event in events:
+            source = event.table
+            if not self._config.tables.selects(source.schema, source.name):
+                continue
+            grouped.setdefault(source, []).append(event)
+        result = []
+        for source, table_events in grouped.items():
+            table = self.target(source)
+            if table is None:
+                target = ".".join(self._config.tables.target_for(source.schema, source.name))
+                for event in table_events:
+                    reject(event, f"the target table {target} does not exist")
+                continue
+            table = self._evolve(source, table, table_events, reject)
+            if table is None:
+                continue
+            kept = self._unfiltered(source, table, table_events)
+            if kept:
+                result.append((table, kept))
+        return result
+
+    def _unfiltered(self, source: TableId, table: TargetTable, events: list[ChangeEvent]) -> list[ChangeEvent]:
+        snapshot_filter = self._filters.get(source.qualified)
+        if snapshot_filter is None:
+            return events
+        kept = [e for e in events if e.op == "t"
+                or not snapshot_filter.covers(e, key_of(table, e) if table.key else None)]
+        if len(kept) != len(events):
+            self._sensor.on_apply_skipped("snapshot", len(events) - len(kept))
+        return kept
+
+    def _evolve(self, source: TableId, table: TargetTable, events: list[ChangeEvent],
+                reject: Reject) -> TargetTable | None:
+        present = set(table.names)
+        new: dict[str, ChangeEvent] = {}
+        for event in events:
+            for column in event.columns:
+                if column not in present and column not in new:
+                    new[column] = event
+            for column in present - set(event.columns):
+                if event.columns and (source, column) not in self._reported_missing:
+                    self._reported_missing.add((source, column))
+                    log.warning("%s: column %s is no longer in the change events; it is kept on the target",
+                                source, column)
+        if not new:
+            return table
+        if self._config.apply.schema_evolution == SchemaEvolution.FAIL:
+            for event in events:
+                reject(event, f"new column(s) {', '.join(sorted(new))} not on the target "
+                              "(apply.schema_evolution: fail)")
+            return None
+        for column, event in new.items():
+            column_type = event.column_types[column]
+            used = self._writer.add_column(table.table, column, column_type)
+            log.warning("%s: added column %s %s to the target table %s", source, column, used, table.table)
+        refreshed = self._writer.describe(table.table)
+        self._targets[source] = refreshed
+        return refreshed

@@ -1,0 +1,545 @@
+"""MySQL 8 / MariaDB 10.11 as the apply target: row statements, value binding, and our state tables.
+
+Set-based writes go through a session TEMPORARY table per target table (created once per session
+with the target's columns and a PRIMARY KEY on its key only; `CREATE/DROP TEMPORARY TABLE` do not
+commit implicitly, and it is emptied with DELETE, never TRUNCATE). The batch is staged with one
+multi-row INSERT, then merged by statements that match target rows on the primary key alone:
+
+    UPDATE target t JOIN stage s ON t.pk = s.pk SET t.c = s.c, …
+    INSERT INTO target (cols) SELECT cols FROM stage s WHERE NOT EXISTS (… t.pk = s.pk)
+
+Safety of the upsert: the UPDATE can only reach the row whose primary key equals a staged key, and
+the INSERT only adds rows whose key is absent, so a collision on a secondary UNIQUE key raises
+ER_DUP_ENTRY (1062) instead of touching the other row. `INSERT … ON DUPLICATE KEY UPDATE` and
+`REPLACE` are never used: both arbitrate on ANY unique key, so they would update or delete the
+wrong row. After a 1062 the applier replays the batch one event at a time in source order.
+
+The session runs with autocommit (transactions are explicit BEGIN/COMMIT), `time_zone = '+00:00'`
+(naive datetimes are UTC wall clock, as Debezium sends them), `foreign_key_checks = 0` (tables may
+arrive in any order), a strict `sql_mode` (no silent truncation; `NO_AUTO_VALUE_ON_ZERO` so that a
+replicated 0 stays 0), and CLIENT.FOUND_ROWS so that an UPDATE's row count is rows matched, not
+rows changed. Identifiers are quoted by `quote_identifier` (with `%` doubled, as every statement
+goes through pymysql's parameter formatting); values are parameters, never SQL text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import math
+import struct
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pymysql
+from pymysql.constants import CLIENT
+
+from replicator.apply.events import ColumnType, Geometry, Row, SourcePosition
+from replicator.config import Endpoint
+from replicator.dialects.base import (
+    DeadLetter,
+    Gate,
+    OffsetUpdate,
+    Partition,
+    StoredOffset,
+    TargetColumn,
+    TargetTable,
+)
+from replicator.dialects.mysql import connect, quote_identifier
+from replicator.errors import TargetError
+from replicator.model import TableId
+
+Converter = Callable[[Any], Any]
+
+_SESSION = (
+    "SET SESSION time_zone = '+00:00', SESSION foreign_key_checks = 0,"
+    " SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'"
+)
+# Lost connection (2003/2006/2013/2055), killed or shut down (1927/1053), idle timeout (4031),
+# deadlock (1213), lock wait timeout (1205), MariaDB snapshot-isolation conflict (1020).
+_TRANSIENT = frozenset({1020, 1053, 1205, 1213, 1927, 2003, 2006, 2013, 2055, 4031})
+ER_DUP_FIELDNAME = 1060
+_MAX_TIME = dt.timedelta(hours=838, minutes=59, seconds=59)  # MySQL's TIME range, either sign
+_TEXT = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext"})
+
+# Generated columns are not writable: MariaDB leaves GENERATION_EXPRESSION NULL for the others,
+# MySQL ''. (EXTRA LIKE '%GENERATED%' would also drop MySQL's DEFAULT_GENERATED columns.)
+_COLUMNS = """
+SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLLATION_NAME
+FROM information_schema.COLUMNS
+WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND COALESCE(GENERATION_EXPRESSION, '') = ''
+ORDER BY ORDINAL_POSITION
+"""
+_PRIMARY_KEY = """
+SELECT COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS
+WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX
+"""
+
+
+def _ident(name: str) -> str:
+    return quote_identifier(name).replace("%", "%%")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _state_ddl(schema: str) -> list[str]:
+    s = _ident(schema)
+    topic = "topic VARCHAR(249) CHARACTER SET ascii COLLATE ascii_bin NOT NULL"  # Kafka names are ASCII
+    now = "DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)"  # UTC: the session time zone
+    tail = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+    return [
+        f"CREATE DATABASE IF NOT EXISTS {s} CHARACTER SET utf8mb4",
+        f"CREATE TABLE IF NOT EXISTS {s}.apply_offsets ({topic}, kafka_partition INT NOT NULL,"
+        " next_offset BIGINT, position_major BIGINT, position_minor BIGINT, position_row BIGINT,"
+        f" source_ts_ms BIGINT, applied_at {now}, PRIMARY KEY (topic, kafka_partition)){tail}",
+        f"CREATE TABLE IF NOT EXISTS {s}.dead_letters (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, {topic},"
+        " kafka_partition INT NOT NULL, kafka_offset BIGINT NOT NULL, source_table TEXT, event_key LONGTEXT,"
+        f" reason LONGTEXT NOT NULL, record LONGBLOB, recorded_at {now}){tail}",
+        f"CREATE TABLE IF NOT EXISTS {s}.schema_changes ({topic}, kafka_offset BIGINT NOT NULL,"
+        f" database_name TEXT, ddl LONGTEXT NOT NULL, source_ts_ms BIGINT, recorded_at {now},"
+        f" PRIMARY KEY (topic, kafka_offset)){tail}",
+        f"CREATE TABLE IF NOT EXISTS {s}.table_gates (source_table VARCHAR(255) COLLATE utf8mb4_bin NOT NULL"
+        " PRIMARY KEY, state VARCHAR(16) NOT NULL CHECK (state IN ('hold', 'filter')), filter LONGTEXT,"
+        f" updated_at {now}){tail}",
+    ]
+
+
+# -- value binding ---------------------------------------------------------------------------------
+def _plain(value: Any) -> Any:
+    """What every column needs, whatever its type."""
+    kind = type(value)
+    if kind is int or kind is str or kind is bool or kind is bytes:
+        return value
+    if kind is float:
+        if not math.isfinite(value):  # MySQL has no NaN or infinity: the event fails, never NULL
+            raise ValueError(f"MySQL cannot store the float {value!r}")
+        return value
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"MySQL cannot store the decimal {value}")
+        return format(value, "f")  # never '1E-9': MySQL reads exponent notation as a (lossy) double
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo is None else value.astimezone(dt.UTC).replace(tzinfo=None)
+    if isinstance(value, dt.timedelta):
+        raise ValueError(f"a duration ({value}) can only go into a TIME column")
+    if isinstance(value, dt.time):
+        if value.utcoffset():
+            value = dt.datetime.combine(dt.date(2000, 1, 1), value).astimezone(dt.UTC).time()
+        return value.strftime("%H:%M:%S.%f")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Geometry):
+        # MySQL's own geometry value: 4-byte little-endian SRID, then standard WKB. Binding it as
+        # it is needs no ST_GeomFromWKB() around the placeholder (so multi-row INSERT batching still
+        # applies), and keeps the stored axis order (MySQL 8's ST_GeomFromWKB swaps lat/long for
+        # geographic SRIDs, while Debezium sends MySQL's stored order).
+        return struct.pack("<I", value.srid or 0) + value.wkb
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return value
+
+
+def _duration(value: Any) -> Any:
+    if not isinstance(value, dt.timedelta):
+        return _plain(value)
+    if abs(value) > _MAX_TIME:
+        raise ValueError(f"{value} is outside MySQL's TIME range (±838:59:59)")
+    seconds, micro = divmod(abs(value) // dt.timedelta(microseconds=1), 1_000_000)
+    sign = "-" if value < dt.timedelta(0) else ""
+    return f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{micro:06d}"
+
+
+def _bits(value: Any) -> Any:
+    if isinstance(value, str):  # Debezium Bits, decoded to '0101…'
+        return int(value, 2) if value else 0
+    return _plain(value)
+
+
+def _temporal(value: Any) -> Any:
+    if isinstance(value, str):  # 'infinity', '-infinity' and BC dates stay text after decoding
+        raise ValueError(f"{value!r} is not a date or time MySQL can store")
+    return _plain(value)
+
+
+def _delimited(value: Any) -> Any:
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return ",".join(value)  # EnumSet members, as a SET column takes them
+    return _plain(value)
+
+
+def _base(type_name: str) -> str:
+    return type_name.split("(", maxsplit=1)[0].split(" ", maxsplit=1)[0]
+
+
+def converter_for(type_name: str) -> Converter:
+    """How a decoded value is bound to a column of this MySQL type."""
+    base = _base(type_name)
+    if base == "time":
+        return _duration
+    if base == "bit":
+        return _bits
+    if base in ("date", "datetime", "timestamp"):
+        return _temporal
+    if base in ("set", "varchar", "char"):
+        return _delimited
+    return _plain
+
+
+def _placeholder(type_name: str, *, exact: bool) -> str:
+    """A parameter compared to a stored value of this type. FLOAT holds float32, so 0.1e0 never
+    equals it; a DECIMAL compared to a string is compared as a double; MySQL 8 JSON to a string
+    is a JSON string. `exact` also compares text case- and accent-sensitively."""
+    base = _base(type_name)
+    if base == "float":
+        return "CAST(%s AS FLOAT)"
+    if base == "decimal":
+        return f"CAST(%s AS DECIMAL{type_name[type_name.index('('):type_name.index(')') + 1]})"
+    if base == "json":
+        return "CAST(%s AS JSON)"
+    return "%s COLLATE utf8mb4_bin" if exact and base in _TEXT else "%s"
+
+
+def column_type_sql(column_type: ColumnType) -> str:
+    """The MySQL type for a column first seen in an event schema (schema evolution)."""
+    source_type = (column_type.parameter("__debezium.source.column.type") or "").upper()
+    length = column_type.parameter("__debezium.source.column.length")
+    scale = column_type.parameter("scale") or column_type.parameter("__debezium.source.column.scale")
+    logical = column_type.logical or ""
+    by_logical = {
+        "io.debezium.time.Date": "date", "org.apache.kafka.connect.data.Date": "date",
+        "io.debezium.time.Time": "time(3)", "org.apache.kafka.connect.data.Time": "time(3)",
+        "io.debezium.time.MicroTime": "time(6)", "io.debezium.time.NanoTime": "time(6)",
+        "io.debezium.time.ZonedTime": "time(6)", "io.debezium.time.MicroDuration": "time(6)",
+        "io.debezium.time.Timestamp": "datetime(3)", "org.apache.kafka.connect.data.Timestamp": "datetime(3)",
+        "io.debezium.time.MicroTimestamp": "datetime(6)", "io.debezium.time.NanoTimestamp": "datetime(6)",
+        # An instant as UTC wall clock (the session is UTC): TIMESTAMP would stop at 2038.
+        "io.debezium.time.ZonedTimestamp": "datetime(6)", "io.debezium.time.Interval": "varchar(64)",
+        "io.debezium.time.Year": "year", "io.debezium.data.Uuid": "char(36)", "io.debezium.data.Json": "json",
+        "io.debezium.data.Xml": "longtext", "io.debezium.data.VariableScaleDecimal": "decimal(65,30)",
+        "io.debezium.data.Enum": "varchar(255)", "io.debezium.data.Ltree": "longtext",
+        "io.debezium.data.geometry.Point": "point", "io.debezium.data.geometry.Geometry": "geometry",
+        "io.debezium.data.geometry.Geography": "geometry",
+    }
+    if logical == "org.apache.kafka.connect.data.Decimal":
+        precision = int(column_type.parameter("connect.decimal.precision") or 65)
+        digits = int(scale or 0)
+        return f"decimal({precision},{digits})" if precision <= 65 and digits <= 30 else "decimal(65,30)"
+    if logical == "io.debezium.data.EnumSet":  # the longest value is every member: `allowed` itself
+        return f"varchar({max(1024, len(column_type.parameter('allowed') or ''))})"
+    if logical == "io.debezium.data.Bits":
+        bits = int(column_type.parameter("length") or length or 64)
+        return f"bit({bits})" if bits <= 64 else f"varchar({bits})"
+    if logical in by_logical:
+        return by_logical[logical]
+    if column_type.connect_type == "string" and length and int(length) <= 255 and source_type in ("CHAR", "BPCHAR"):
+        return f"char({int(length)})"
+    if column_type.connect_type == "string" and length and int(length) <= 16383 and source_type.startswith(
+            ("VARCHAR", "CHARACTER VARYING")):  # 16383: the utf8mb4 VARCHAR limit
+        return f"varchar({int(length)})"
+    if column_type.connect_type == "boolean" and source_type.startswith("BIT"):
+        return "bit(1)"
+    if column_type.connect_type == "int64" and "BIGINT" in source_type and "UNSIGNED" in source_type:
+        return "bigint unsigned"
+    by_connect = {
+        "int8": "tinyint", "int16": "smallint", "int32": "int", "int64": "bigint", "float32": "float",
+        "float64": "double", "boolean": "tinyint(1)", "string": "longtext", "bytes": "longblob",
+        "array": "json", "map": "json", "struct": "json",
+    }
+    return by_connect.get(column_type.connect_type, "longtext")
+
+
+@dataclass
+class _Binding:
+    """What describe() derived for one target table, and its staging table once created."""
+
+    table: TargetTable
+    converters: dict[str, Converter]
+    typed: dict[str, str]  # placeholder matching a key column
+    exact: dict[str, str]  # placeholder matching any column exactly (update_exact/delete_exact)
+    definitions: tuple[str, ...]  # the staging table's columns and primary key
+    stage: str | None = None
+
+
+class MySQLTargetWriter:
+    """The applier's connection to a MySQL/MariaDB target (see the module docstring)."""
+
+    def __init__(self, endpoint: Endpoint, state_schema: str) -> None:
+        self._conn: Any = connect(endpoint, "target", client_flag=CLIENT.FOUND_ROWS)
+        self._state = state_schema
+        self._bindings: dict[TableId, _Binding] = {}
+        self._stage_numbers = itertools.count()
+        self._in_txn = False
+        self._run(_SESSION)
+
+    def _run(self, query: str, params: tuple[Any, ...] = ()) -> int:
+        # Always with a params tuple: pymysql then applies %-formatting, so `%%` in names is right.
+        with self._conn.cursor() as cur:
+            return int(cur.execute(query, params))
+
+    def _rows(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._conn.cursor() as cur:
+            cur.execute(query, params)
+            return list(cur.fetchall())
+
+    def _run_many(self, query: str, rows: list[tuple[Any, ...]]) -> None:
+        with self._conn.cursor() as cur:  # INSERT … VALUES (%s, …) is sent as multi-row statements
+            cur.executemany(query, rows)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._conn.open:
+            self._conn.close()
+
+    def begin(self) -> None:
+        self._run("BEGIN")
+        self._in_txn = True
+
+    def commit(self) -> None:
+        self._run("COMMIT")
+        self._in_txn = False
+
+    def rollback(self) -> None:
+        self._in_txn = False
+        # A connection that died has had its transaction rolled back by the server already.
+        with contextlib.suppress(pymysql.err.OperationalError, pymysql.err.InterfaceError):
+            self._run("ROLLBACK")
+
+    def savepoint(self, name: str) -> None:
+        self._run(f"SAVEPOINT {_ident(name)}")
+
+    def rollback_to_savepoint(self, name: str) -> None:
+        self._run(f"ROLLBACK TO SAVEPOINT {_ident(name)}")
+
+    def release_savepoint(self, name: str) -> None:
+        self._run(f"RELEASE SAVEPOINT {_ident(name)}")
+
+    def is_transient(self, exc: BaseException) -> bool:
+        if isinstance(exc, pymysql.err.InterfaceError):  # used after the connection closed
+            return True
+        if isinstance(exc, pymysql.MySQLError) and exc.args and exc.args[0] in _TRANSIENT:
+            return True
+        return not self._conn.open
+
+    def describe_error(self, exc: BaseException) -> str:
+        if isinstance(exc, pymysql.MySQLError) and len(exc.args) >= 2:
+            message = " ".join(str(exc.args[1]).split())
+            return f"MySQL error {exc.args[0]}: {message or type(exc).__name__}"
+        return " ".join(str(exc).split()) or type(exc).__name__
+
+    # -- catalog and DDL -----------------------------------------------------------------------
+    def ensure_state(self) -> None:
+        for statement in _state_ddl(self._state):
+            self._run(statement)
+
+    def describe(self, table: TableId) -> TargetTable | None:
+        rows = self._rows(_COLUMNS, (table.schema, table.name))
+        old = self._bindings.pop(table, None)
+        if old is not None and old.stage is not None:
+            self._run(f"DROP TEMPORARY TABLE IF EXISTS {old.stage}")  # no implicit commit
+        if not rows:
+            return None
+        primary = [(_text(name), sub_part) for name, sub_part in self._rows(_PRIMARY_KEY, (table.schema, table.name))]
+        key = tuple(name for name, _ in primary)
+        columns, definitions = [], []
+        for name, column_type, nullable, charset, collation in rows:
+            column = TargetColumn(_text(name), _text(column_type).lower(), _text(nullable) == "YES")
+            columns.append(column)
+            # The staging column keeps the original case (ENUM labels) and the collation (key joins).
+            spec = f"{_ident(column.name)} {_text(column_type)}"
+            if collation is not None:
+                spec += f" CHARACTER SET {_text(charset)} COLLATE {_text(collation)}"
+            definitions.append(spec + (" NOT NULL" if column.name in key else " NULL"))
+        if key:
+            parts = (_ident(n) + ("" if sub is None else f"({int(sub)})") for n, sub in primary)
+            definitions.append(f"PRIMARY KEY ({', '.join(parts)})")
+        described = TargetTable(table, tuple(columns), key)
+        self._bindings[table] = _Binding(
+            described,
+            {c.name: converter_for(c.type_name) for c in columns},
+            {c.name: _placeholder(c.type_name, exact=False) for c in columns},
+            {c.name: _placeholder(c.type_name, exact=True) for c in columns},
+            tuple(definitions),
+        )
+        return described
+
+    def add_column(self, table: TableId, column: str, column_type: ColumnType) -> str:
+        if self._in_txn:  # ALTER TABLE commits implicitly: it would split the batch transaction
+            raise TargetError(f"add_column({table}.{column}) called inside a transaction")
+        type_sql = column_type_sql(column_type)
+        try:  # MySQL 8 has no ADD COLUMN IF NOT EXISTS; "duplicate column" means it is there already
+            self._run(f"ALTER TABLE {_target(table)} ADD COLUMN {_ident(column)} {type_sql}")
+        except pymysql.MySQLError as exc:
+            if not exc.args or exc.args[0] != ER_DUP_FIELDNAME:
+                raise
+        return type_sql
+
+    # -- state ---------------------------------------------------------------------------------
+    def _state_table(self, name: str) -> str:
+        return f"{_ident(self._state)}.{name}"
+
+    def read_offsets(self, partitions: list[Partition]) -> dict[Partition, StoredOffset]:
+        if partitions:
+            self._run_many(f"INSERT IGNORE INTO {self._state_table('apply_offsets')} (topic, kafka_partition)"
+                           " VALUES (%s, %s)", sorted(set(partitions)))
+        return self._select_offsets(partitions, lock=False)
+
+    def lock_offsets(self, partitions: list[Partition]) -> dict[Partition, StoredOffset]:
+        return self._select_offsets(partitions, lock=True)
+
+    def _select_offsets(self, partitions: list[Partition], *, lock: bool) -> dict[Partition, StoredOffset]:
+        # One primary-key range per topic, topics and partitions in sorted order: FOR UPDATE then
+        # locks exactly these rows, always in the same order (no deadlock between two appliers).
+        by_topic: dict[str, list[int]] = {}
+        for topic, partition in sorted(set(partitions)):
+            by_topic.setdefault(topic, []).append(partition)
+        result: dict[Partition, StoredOffset] = {}
+        for topic, numbers in by_topic.items():
+            query = (
+                "SELECT kafka_partition, next_offset, position_major, position_minor, position_row"
+                f" FROM {self._state_table('apply_offsets')} WHERE topic = %s AND kafka_partition IN"
+                f" ({', '.join(['%s'] * len(numbers))}) ORDER BY kafka_partition{' FOR UPDATE' if lock else ''}"
+            )
+            for partition, next_offset, major, minor, row in self._rows(query, (topic, *numbers)):
+                position = None if major is None else SourcePosition(int(major), int(minor), int(row))
+                result[(topic, int(partition))] = StoredOffset(
+                    None if next_offset is None else int(next_offset), position
+                )
+        return result
+
+    def save_offsets(self, updates: list[OffsetUpdate]) -> None:
+        if not updates:
+            return
+        query = (
+            f"UPDATE {self._state_table('apply_offsets')} SET next_offset = %s,"
+            " position_major = COALESCE(%s, position_major), position_minor = COALESCE(%s, position_minor),"
+            " position_row = COALESCE(%s, position_row), source_ts_ms = COALESCE(%s, source_ts_ms),"
+            " applied_at = CURRENT_TIMESTAMP(6) WHERE topic = %s AND kafka_partition = %s"
+        )
+        params = []
+        for u in updates:
+            p = u.position
+            params.append((u.next_offset, p and p.major, p and p.minor, p and p.row, u.source_ts_ms,
+                           u.topic, u.partition))
+        self._run_many(query, params)
+
+    def record_dead_letter(self, letter: DeadLetter) -> None:
+        self._run(
+            f"INSERT INTO {self._state_table('dead_letters')} (topic, kafka_partition, kafka_offset,"
+            " source_table, event_key, reason, record) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (letter.topic, letter.partition, letter.offset, letter.table, letter.key, letter.reason, letter.record),
+        )
+
+    def record_schema_change(self, topic: str, offset: int, database: str, ddl: str, source_ts_ms: int) -> None:
+        self._run(
+            f"INSERT IGNORE INTO {self._state_table('schema_changes')} (topic, kafka_offset, database_name, ddl,"
+            " source_ts_ms) VALUES (%s, %s, %s, %s, %s)",
+            (topic, offset, database, ddl, source_ts_ms),
+        )
+
+    def read_gates(self) -> dict[str, Gate]:
+        rows = self._rows(f"SELECT source_table, state, filter FROM {self._state_table('table_gates')}")
+        return {_text(t): Gate(_text(t), _text(s), None if f is None else _text(f)) for t, s, f in rows}
+
+    # -- rows ----------------------------------------------------------------------------------
+    def _binding(self, table: TargetTable) -> _Binding:
+        binding = self._bindings.get(table.table)
+        if binding is None:  # a table described on an earlier connection
+            self.describe(table.table)
+            binding = self._bindings[table.table]
+        return binding
+
+    def _bind(self, binding: _Binding, columns: tuple[str, ...] | list[str],
+              rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        converters = [binding.converters[c] for c in columns]
+        return [tuple(None if v is None else f(v) for f, v in zip(converters, row, strict=True)) for row in rows]
+
+    def _stage(self, binding: _Binding, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
+        values = self._bind(binding, columns, rows)  # before any SQL: a bad value fails cleanly
+        if binding.stage is None:
+            name = _ident(f"replicator_stage_{next(self._stage_numbers)}")
+            self._run(f"CREATE TEMPORARY TABLE {name} ({', '.join(binding.definitions)}) ENGINE=InnoDB")
+            binding.stage = name
+        else:
+            self._run(f"DELETE FROM {binding.stage}")  # TRUNCATE would commit the transaction
+        cols = ", ".join(map(_ident, columns))
+        self._run_many(f"INSERT INTO {binding.stage} ({cols}) VALUES ({', '.join(['%s'] * len(columns))})", values)
+        return binding.stage
+
+    @staticmethod
+    def _key_join(table: TargetTable) -> str:
+        return " AND ".join(f"t.{_ident(k)} = s.{_ident(k)}" for k in table.key)
+
+    def upsert(self, table: TargetTable, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        stage = self._stage(self._binding(table), columns, rows)
+        target, on = _target(table.table), self._key_join(table)
+        others = [c for c in columns if c not in table.key]
+        if others:  # first: rows that exist, matched on the primary key only
+            sets = ", ".join(f"t.{_ident(c)} = s.{_ident(c)}" for c in others)
+            self._run(f"UPDATE {target} AS t JOIN {stage} AS s ON {on} SET {sets}")
+        cols = ", ".join(map(_ident, columns))
+        picked = ", ".join(f"s.{_ident(c)}" for c in columns)
+        self._run(f"INSERT INTO {target} ({cols}) SELECT {picked} FROM {stage} AS s"
+                  f" WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {on})")
+
+    def update(self, table: TargetTable, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> int:
+        if not rows:
+            return 0
+        stage = self._stage(self._binding(table), columns, rows)
+        others = [c for c in columns if c not in table.key] or list(table.key[:1])
+        sets = ", ".join(f"t.{_ident(c)} = s.{_ident(c)}" for c in others)
+        return self._run(f"UPDATE {_target(table.table)} AS t JOIN {stage} AS s ON {self._key_join(table)}"
+                         f" SET {sets}")  # rows matched, thanks to CLIENT.FOUND_ROWS
+
+    def delete(self, table: TargetTable, keys: list[tuple[Any, ...]]) -> None:
+        if not keys:
+            return
+        stage = self._stage(self._binding(table), table.key, keys)
+        self._run(f"DELETE t FROM {_target(table.table)} AS t JOIN {stage} AS s ON {self._key_join(table)}")
+
+    def change_key(self, table: TargetTable, old_key: tuple[Any, ...], columns: tuple[str, ...],
+                   values: tuple[Any, ...]) -> int:
+        binding = self._binding(table)
+        sets = ", ".join(f"{_ident(c)} = %s" for c in columns)
+        where = " AND ".join(f"{_ident(k)} = {binding.typed[k]}" for k in table.key)
+        params = self._bind(binding, columns, [values])[0] + self._bind(binding, table.key, [old_key])[0]
+        return self._run(f"UPDATE {_target(table.table)} SET {sets} WHERE {where}", params)
+
+    def insert_rows(self, table: TargetTable, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        values = self._bind(self._binding(table), columns, rows)
+        cols = ", ".join(map(_ident, columns))
+        self._run_many(f"INSERT INTO {_target(table.table)} ({cols}) VALUES ({', '.join(['%s'] * len(columns))})",
+                       values)
+
+    def _match_one(self, binding: _Binding, old: Row) -> tuple[str, tuple[Any, ...]]:
+        """A condition equal to `old` in every column, NULL-safe (<=>), compared as the column's type."""
+        condition = " AND ".join(f"{_ident(c)} <=> {binding.exact[c]}" for c in old)
+        return condition, self._bind(binding, list(old), [tuple(old.values())])[0]
+
+    def update_exact(self, table: TargetTable, old: Row, new: Row) -> int:
+        binding = self._binding(table)
+        condition, params = self._match_one(binding, old)
+        values = self._bind(binding, list(new), [tuple(new.values())])[0]
+        sets = ", ".join(f"{_ident(c)} = %s" for c in new)
+        return self._run(f"UPDATE {_target(table.table)} SET {sets} WHERE {condition} LIMIT 1", values + params)
+
+    def delete_exact(self, table: TargetTable, old: Row) -> int:
+        condition, params = self._match_one(self._binding(table), old)
+        return self._run(f"DELETE FROM {_target(table.table)} WHERE {condition} LIMIT 1", params)
+
+    def delete_all(self, table: TargetTable) -> None:
+        self._run(f"DELETE FROM {_target(table.table)}")  # TRUNCATE would commit implicitly
+
+
+def _target(table: TableId) -> str:
+    return f"{_ident(table.schema)}.{_ident(table.name)}"
