@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Message
 
+from replicator import faults
 from replicator.apply.batch import incomplete_key_change_tail
 from replicator.apply.consumer import ChangeConsumer, support_topics
 from replicator.apply.decode import EnvelopeDecoder
@@ -207,6 +208,7 @@ class ChangeApplier:
         work = {p: self._prepare(p, msgs, letters) for p, msgs in sorted(by_partition.items())}
         executor = StepExecutor(self._writer, self._config.apply.error_policy, self._sensor)
         tables = self._router.group(work_events(work), executor.reject)  # DDL for new columns happens here
+        faults.reach("apply.before-lock")
         self._writer.begin()
         locked = self._writer.lock_offsets(sorted(work))
         for partition in work:
@@ -225,7 +227,9 @@ class ChangeApplier:
         self._writer.save_offsets(updates)
         if self._dead_letters is not None:
             self._dead_letters.publish([*letters, *executor.dead_letters])  # before commit: at least once
+        faults.reach("apply.before-commit")
         self._writer.commit()
+        faults.reach("apply.after-commit")
         for (topic, number), w in work.items():
             previous = self._stored[(topic, number)]
             self._stored[(topic, number)] = StoredOffset(w.next_offset, w.position or previous.position)

@@ -23,10 +23,8 @@ def quote_identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def connect(endpoint: Endpoint, role: str, *, client_flag: int = 0,
-            local_infile: bool = False) -> Any:  # pymysql is untyped: a Connection
-    """An autocommit utf8mb4 connection. `client_flag` adds protocol flags (e.g. CLIENT.FOUND_ROWS);
-    `local_infile` allows `LOAD DATA LOCAL INFILE` from this client."""
+def connect(endpoint: Endpoint, role: str, *, client_flag: int = 0) -> Any:  # pymysql is untyped: a Connection
+    """An autocommit utf8mb4 connection; `client_flag` adds protocol flags (e.g. CLIENT.FOUND_ROWS)."""
     try:
         return pymysql.connect(
             host=endpoint.host,
@@ -38,7 +36,6 @@ def connect(endpoint: Endpoint, role: str, *, client_flag: int = 0,
             autocommit=True,
             charset="utf8mb4",
             client_flag=client_flag,
-            local_infile=local_infile,
         )
     except pymysql.MySQLError as exc:
         code = exc.args[0] if exc.args else None

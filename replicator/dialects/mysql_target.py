@@ -1,25 +1,22 @@
 """MySQL 8 / MariaDB 10.11 as the apply target: row statements, value binding, and our state tables.
 
-Set-based writes go through a session TEMPORARY table per target table (created once per session
-with the target's columns and a PRIMARY KEY on its key only; `CREATE/DROP TEMPORARY TABLE` do not
-commit implicitly, and it is emptied with DELETE, never TRUNCATE). The batch is staged with one
-multi-row INSERT, then merged by statements that match target rows on the primary key alone:
-
+Set-based writes stage the batch in a session TEMPORARY table per target table (its columns, a
+PRIMARY KEY on the key only; CREATE/DROP TEMPORARY TABLE do not commit implicitly; emptied with
+DELETE, as TRUNCATE would commit) by one multi-row INSERT, then merge it on the primary key alone:
     UPDATE target t JOIN stage s ON t.pk = s.pk SET t.c = s.c, …
     INSERT INTO target (cols) SELECT cols FROM stage s WHERE NOT EXISTS (… t.pk = s.pk)
+Why the upsert is safe: the UPDATE reaches only the row whose primary key equals a staged key and the
+INSERT adds only rows whose key is absent, so a collision on a secondary UNIQUE key raises ER_DUP_ENTRY
+(1062) instead of touching the other row; the applier then replays one event at a time. `INSERT … ON
+DUPLICATE KEY UPDATE` and `REPLACE` are never used: they fire on ANY unique key and would update or
+delete the wrong row. (`LOAD DATA LOCAL` staging is not used either: it turns strict-mode errors into
+warnings, i.e. silent truncation.)
 
-Safety of the upsert: the UPDATE can only reach the row whose primary key equals a staged key, and
-the INSERT only adds rows whose key is absent, so a collision on a secondary UNIQUE key raises
-ER_DUP_ENTRY (1062) instead of touching the other row. `INSERT … ON DUPLICATE KEY UPDATE` and
-`REPLACE` are never used: both arbitrate on ANY unique key, so they would update or delete the
-wrong row. After a 1062 the applier replays the batch one event at a time in source order.
-
-The session runs with autocommit (transactions are explicit BEGIN/COMMIT), `time_zone = '+00:00'`
-(naive datetimes are UTC wall clock, as Debezium sends them), `foreign_key_checks = 0` (tables may
-arrive in any order), a strict `sql_mode` (no silent truncation; `NO_AUTO_VALUE_ON_ZERO` so that a
-replicated 0 stays 0), and CLIENT.FOUND_ROWS so that an UPDATE's row count is rows matched, not
-rows changed. Identifiers are quoted by `quote_identifier` (with `%` doubled, as every statement
-goes through pymysql's parameter formatting); values are parameters, never SQL text.
+The session: autocommit with explicit BEGIN/COMMIT; `time_zone = '+00:00'` (naive datetimes are UTC
+wall clock, as Debezium sends them); `foreign_key_checks = 0` (tables arrive in any order); strict
+`sql_mode` (no silent truncation; NO_AUTO_VALUE_ON_ZERO keeps a replicated 0); CLIENT.FOUND_ROWS (an
+UPDATE counts rows matched, not changed). Identifiers go through `quote_identifier` with `%` doubled
+(every statement passes pymysql's %-formatting); values are parameters, never SQL text.
 """
 
 from __future__ import annotations
@@ -41,15 +38,7 @@ from pymysql.constants import CLIENT
 
 from replicator.apply.events import ColumnType, Geometry, Row, SourcePosition
 from replicator.config import Endpoint
-from replicator.dialects.base import (
-    DeadLetter,
-    Gate,
-    OffsetUpdate,
-    Partition,
-    StoredOffset,
-    TargetColumn,
-    TargetTable,
-)
+from replicator.dialects.base import DeadLetter, Gate, OffsetUpdate, Partition, StoredOffset, TargetColumn, TargetTable
 from replicator.dialects.mysql import connect, quote_identifier
 from replicator.errors import TargetError
 from replicator.model import TableId
@@ -89,26 +78,24 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _state_ddl(schema: str) -> list[str]:
-    s = _ident(schema)
-    topic = "topic VARCHAR(249) CHARACTER SET ascii COLLATE ascii_bin NOT NULL"  # Kafka names are ASCII
-    now = "DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)"  # UTC: the session time zone
-    tail = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
-    return [
-        f"CREATE DATABASE IF NOT EXISTS {s} CHARACTER SET utf8mb4",
-        f"CREATE TABLE IF NOT EXISTS {s}.apply_offsets ({topic}, kafka_partition INT NOT NULL,"
-        " next_offset BIGINT, position_major BIGINT, position_minor BIGINT, position_row BIGINT,"
-        f" source_ts_ms BIGINT, applied_at {now}, PRIMARY KEY (topic, kafka_partition)){tail}",
-        f"CREATE TABLE IF NOT EXISTS {s}.dead_letters (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, {topic},"
-        " kafka_partition INT NOT NULL, kafka_offset BIGINT NOT NULL, source_table TEXT, event_key LONGTEXT,"
-        f" reason LONGTEXT NOT NULL, record LONGBLOB, recorded_at {now}){tail}",
-        f"CREATE TABLE IF NOT EXISTS {s}.schema_changes ({topic}, kafka_offset BIGINT NOT NULL,"
-        f" database_name TEXT, ddl LONGTEXT NOT NULL, source_ts_ms BIGINT, recorded_at {now},"
-        f" PRIMARY KEY (topic, kafka_offset)){tail}",
-        f"CREATE TABLE IF NOT EXISTS {s}.table_gates (source_table VARCHAR(255) COLLATE utf8mb4_bin NOT NULL"
-        " PRIMARY KEY, state VARCHAR(16) NOT NULL CHECK (state IN ('hold', 'filter')), filter LONGTEXT,"
-        f" updated_at {now}){tail}",
-    ]
+# {s}: our database. Kafka topic names are ASCII, and part of keys: compared byte for byte. The
+# timestamps are UTC (the session time zone).
+_STATE_DDL = (
+    "CREATE DATABASE IF NOT EXISTS {s} CHARACTER SET utf8mb4",
+    "CREATE TABLE IF NOT EXISTS {s}.apply_offsets ({topic}, kafka_partition INT NOT NULL, next_offset BIGINT,"
+    " position_major BIGINT, position_minor BIGINT, position_row BIGINT, source_ts_ms BIGINT,"
+    " applied_at {now}, PRIMARY KEY (topic, kafka_partition)){tail}",
+    "CREATE TABLE IF NOT EXISTS {s}.dead_letters (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, {topic},"
+    " kafka_partition INT NOT NULL, kafka_offset BIGINT NOT NULL, source_table TEXT, event_key LONGTEXT,"
+    " reason LONGTEXT NOT NULL, record LONGBLOB, recorded_at {now}){tail}",
+    "CREATE TABLE IF NOT EXISTS {s}.schema_changes ({topic}, kafka_offset BIGINT NOT NULL, database_name TEXT,"
+    " ddl LONGTEXT NOT NULL, source_ts_ms BIGINT, recorded_at {now}, PRIMARY KEY (topic, kafka_offset)){tail}",
+    "CREATE TABLE IF NOT EXISTS {s}.table_gates (source_table VARCHAR(255) COLLATE utf8mb4_bin PRIMARY KEY,"
+    " state VARCHAR(16) NOT NULL CHECK (state IN ('hold', 'filter')), filter LONGTEXT, updated_at {now}){tail}",
+)
+_STATE_PARTS = {"topic": "topic VARCHAR(249) CHARACTER SET ascii COLLATE ascii_bin NOT NULL",
+                "now": "DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)",
+                "tail": " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"}
 
 
 # -- value binding ---------------------------------------------------------------------------------
@@ -124,7 +111,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise ValueError(f"MySQL cannot store the decimal {value}")
-        return format(value, "f")  # never '1E-9': MySQL reads exponent notation as a (lossy) double
+        return value  # pymysql writes it as an exact literal (format 'f'), never '1E-9' (a double)
     if isinstance(value, dt.datetime):
         return value if value.tzinfo is None else value.astimezone(dt.UTC).replace(tzinfo=None)
     if isinstance(value, dt.timedelta):
@@ -136,10 +123,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, Geometry):
-        # MySQL's own geometry value: 4-byte little-endian SRID, then standard WKB. Binding it as
-        # it is needs no ST_GeomFromWKB() around the placeholder (so multi-row INSERT batching still
-        # applies), and keeps the stored axis order (MySQL 8's ST_GeomFromWKB swaps lat/long for
-        # geographic SRIDs, while Debezium sends MySQL's stored order).
+        # MySQL's own geometry value: 4-byte little-endian SRID, then WKB. It needs no ST_GeomFromWKB()
+        # placeholder (multi-row INSERT batching still applies) and keeps the stored axis order (MySQL 8's
+        # ST_GeomFromWKB swaps lat/long for geographic SRIDs; Debezium sends MySQL's stored order).
         return struct.pack("<I", value.srid or 0) + value.wkb
     if isinstance(value, dict | list):
         return orjson.dumps(value).decode()
@@ -178,18 +164,14 @@ def _base(type_name: str) -> str:
     return type_name.split("(", maxsplit=1)[0].split(" ", maxsplit=1)[0]
 
 
+_CONVERTERS: dict[str, Converter] = {"time": _duration, "bit": _bits, "date": _temporal, "datetime": _temporal,
+                                     "timestamp": _temporal, "set": _delimited, "varchar": _delimited,
+                                     "char": _delimited}
+
+
 def converter_for(type_name: str) -> Converter:
     """How a decoded value is bound to a column of this MySQL type."""
-    base = _base(type_name)
-    if base == "time":
-        return _duration
-    if base == "bit":
-        return _bits
-    if base in ("date", "datetime", "timestamp"):
-        return _temporal
-    if base in ("set", "varchar", "char"):
-        return _delimited
-    return _plain
+    return _CONVERTERS.get(_base(type_name), _plain)
 
 
 def _placeholder(type_name: str, *, exact: bool) -> str:
@@ -238,11 +220,11 @@ def column_type_sql(column_type: ColumnType) -> str:
         return f"bit({bits})" if bits <= 64 else f"varchar({bits})"
     if logical in by_logical:
         return by_logical[logical]
-    if column_type.connect_type == "string" and length and int(length) <= 255 and source_type in ("CHAR", "BPCHAR"):
-        return f"char({int(length)})"
-    if column_type.connect_type == "string" and length and int(length) <= 16383 and source_type.startswith(
-            ("VARCHAR", "CHARACTER VARYING")):  # 16383: the utf8mb4 VARCHAR limit
-        return f"varchar({int(length)})"
+    if column_type.connect_type == "string" and length:  # 255 and 16383: the CHAR and utf8mb4 VARCHAR limits
+        if source_type in ("CHAR", "BPCHAR") and int(length) <= 255:
+            return f"char({int(length)})"
+        if source_type.startswith(("VARCHAR", "CHARACTER VARYING")) and int(length) <= 16383:
+            return f"varchar({int(length)})"
     if column_type.connect_type == "boolean" and source_type.startswith("BIT"):
         return "bit(1)"
     if column_type.connect_type == "int64" and "BIGINT" in source_type and "UNSIGNED" in source_type:
@@ -261,8 +243,7 @@ class _Binding:
 
     table: TargetTable
     converters: dict[str, Converter]
-    typed: dict[str, str]  # placeholder matching a key column
-    exact: dict[str, str]  # placeholder matching any column exactly (update_exact/delete_exact)
+    types: dict[str, str]
     definitions: tuple[str, ...]  # the staging table's columns and primary key
     stage: str | None = None
 
@@ -335,8 +316,8 @@ class MySQLTargetWriter:
 
     # -- catalog and DDL -----------------------------------------------------------------------
     def ensure_state(self) -> None:
-        for statement in _state_ddl(self._state):
-            self._run(statement)
+        for statement in _STATE_DDL:
+            self._run(statement.format(s=_ident(self._state), **_STATE_PARTS))
 
     def describe(self, table: TableId) -> TargetTable | None:
         rows = self._rows(_COLUMNS, (table.schema, table.name))
@@ -360,13 +341,8 @@ class MySQLTargetWriter:
             parts = (_ident(n) + ("" if sub is None else f"({int(sub)})") for n, sub in primary)
             definitions.append(f"PRIMARY KEY ({', '.join(parts)})")
         described = TargetTable(table, tuple(columns), key)
-        self._bindings[table] = _Binding(
-            described,
-            {c.name: converter_for(c.type_name) for c in columns},
-            {c.name: _placeholder(c.type_name, exact=False) for c in columns},
-            {c.name: _placeholder(c.type_name, exact=True) for c in columns},
-            tuple(definitions),
-        )
+        self._bindings[table] = _Binding(described, {c.name: converter_for(c.type_name) for c in columns},
+                                         {c.name: c.type_name for c in columns}, tuple(definitions))
         return described
 
     def add_column(self, table: TableId, column: str, column_type: ColumnType) -> str:
@@ -408,9 +384,8 @@ class MySQLTargetWriter:
             )
             for partition, next_offset, major, minor, row in self._rows(query, (topic, *numbers)):
                 position = None if major is None else SourcePosition(int(major), int(minor), int(row))
-                result[(topic, int(partition))] = StoredOffset(
-                    None if next_offset is None else int(next_offset), position
-                )
+                result[(topic, int(partition))] = StoredOffset(None if next_offset is None else int(next_offset),
+                                                               position)
         return result
 
     def save_offsets(self, updates: list[OffsetUpdate]) -> None:
@@ -422,26 +397,19 @@ class MySQLTargetWriter:
             " position_row = COALESCE(%s, position_row), source_ts_ms = COALESCE(%s, source_ts_ms),"
             " applied_at = CURRENT_TIMESTAMP(6) WHERE topic = %s AND kafka_partition = %s"
         )
-        params = []
-        for u in updates:
-            p = u.position
-            params.append((u.next_offset, p and p.major, p and p.minor, p and p.row, u.source_ts_ms,
-                           u.topic, u.partition))
-        self._run_many(query, params)
+        self._run_many(query, [(u.next_offset, u.position and u.position.major, u.position and u.position.minor,
+                                u.position and u.position.row, u.source_ts_ms, u.topic, u.partition)
+                               for u in updates])
 
     def record_dead_letter(self, letter: DeadLetter) -> None:
-        self._run(
-            f"INSERT INTO {self._state_table('dead_letters')} (topic, kafka_partition, kafka_offset,"
-            " source_table, event_key, reason, record) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (letter.topic, letter.partition, letter.offset, letter.table, letter.key, letter.reason, letter.record),
-        )
+        self._run(f"INSERT INTO {self._state_table('dead_letters')} (topic, kafka_partition, kafka_offset,"
+                  " source_table, event_key, reason, record) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                  (letter.topic, letter.partition, letter.offset, letter.table, letter.key, letter.reason,
+                   letter.record))
 
     def record_schema_change(self, topic: str, offset: int, database: str, ddl: str, source_ts_ms: int) -> None:
-        self._run(
-            f"INSERT IGNORE INTO {self._state_table('schema_changes')} (topic, kafka_offset, database_name, ddl,"
-            " source_ts_ms) VALUES (%s, %s, %s, %s, %s)",
-            (topic, offset, database, ddl, source_ts_ms),
-        )
+        self._run(f"INSERT IGNORE INTO {self._state_table('schema_changes')} (topic, kafka_offset, database_name,"
+                  " ddl, source_ts_ms) VALUES (%s, %s, %s, %s, %s)", (topic, offset, database, ddl, source_ts_ms))
 
     def read_gates(self) -> dict[str, Gate]:
         rows = self._rows(f"SELECT source_table, state, filter FROM {self._state_table('table_gates')}")
@@ -509,7 +477,7 @@ class MySQLTargetWriter:
                    values: tuple[Any, ...]) -> int:
         binding = self._binding(table)
         sets = ", ".join(f"{_ident(c)} = %s" for c in columns)
-        where = " AND ".join(f"{_ident(k)} = {binding.typed[k]}" for k in table.key)
+        where = " AND ".join(f"{_ident(k)} = {_placeholder(binding.types[k], exact=False)}" for k in table.key)
         params = self._bind(binding, columns, [values])[0] + self._bind(binding, table.key, [old_key])[0]
         return self._run(f"UPDATE {_target(table.table)} SET {sets} WHERE {where}", params)
 
@@ -523,7 +491,7 @@ class MySQLTargetWriter:
 
     def _match_one(self, binding: _Binding, old: Row) -> tuple[str, tuple[Any, ...]]:
         """A condition equal to `old` in every column, NULL-safe (<=>), compared as the column's type."""
-        condition = " AND ".join(f"{_ident(c)} <=> {binding.exact[c]}" for c in old)
+        condition = " AND ".join(f"{_ident(c)} <=> {_placeholder(binding.types[c], exact=True)}" for c in old)
         return condition, self._bind(binding, list(old), [tuple(old.values())])[0]
 
     def update_exact(self, table: TargetTable, old: Row, new: Row) -> int:

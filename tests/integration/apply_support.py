@@ -17,13 +17,16 @@ from tests.integration.conftest import CLI, Scenario, my_connect, pg_connect
 class ApplyProcess:
     """`replicator -c CONFIG apply` as a child process, with its own metrics port."""
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, fault: str | None = None) -> None:
         self.config = config
         self.log = log
+        self.fault = fault
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ApplyProcess:
         env = {**os.environ, "REPLICATOR_METRICS__ADDRESS": f"127.0.0.1:{free_port()}"}
+        if self.fault:
+            env["REPLICATOR_FAULT"] = self.fault
         self.metrics_address = env["REPLICATOR_METRICS__ADDRESS"]
         handle = self.log.open("ab")
         self.proc = subprocess.Popen([*CLI, "-c", str(self.config), "apply"], stdout=handle, stderr=handle, env=env)
@@ -48,6 +51,17 @@ class ApplyProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
+
+    def metric(self, name: str) -> float:
+        """Sum of a metric's samples on the applier's /metrics (0 when absent)."""
+        import httpx
+
+        body = httpx.get(f"http://{self.metrics_address}/metrics", timeout=5).text
+        total = 0.0
+        for line in body.splitlines():
+            if line.startswith(name) and (len(line) == len(name) or line[len(name)] in " {"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

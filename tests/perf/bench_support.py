@@ -1,0 +1,603 @@
+"""Shared machinery of the apply benchmarks: the local stack, the target table, Kafka, timing.
+
+Nothing here is timed by itself; each function that is part of a measured phase says what its
+returned seconds cover. The target side (`PostgresBench`, `MariaDBBench`) owns the table `bench.w`,
+its seed `bench.w_seed` (kept between invocations, checked by a table comment), the physical write
+limit (b) and the in-database row hash that decides whether a result is right.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+from apply_workload import COLUMNS, MARIADB_DDL, PG_DDL, SCHEMA, TABLE, python_row
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from replicator.config import MigrationConfig, parse_config
+from replicator.sensor import NullSensor
+from replicator.stack.launcher import Database, LocalStack, StackInfo
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED_MARK = "apply-bench seed v1 rows={rows}"
+HEARTBEAT_PREFIX = "__debezium-heartbeat."
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def stack_info(run_dir: str) -> StackInfo:
+    return LocalStack(Path(run_dir)).info()
+
+
+def rss_kb(pid: int, field_name: str = "VmRSS") -> int | None:
+    """A process's resident set (or VmHWM, its peak) from /proc, in kB; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
+def unique_prefix(kind: str) -> str:
+    return f"bench{kind}{uuid.uuid4().hex[:8]}"
+
+
+def median_line(name: str, seconds: list[float], events: int) -> str:
+    med = statistics.median(seconds)
+    spread = " / ".join(f"{s:.2f}" for s in seconds)
+    return f"{name:<44} median {med:7.2f} s  {events / med:10,.0f} events/s   (runs: {spread})"
+
+
+# -- the migration config ------------------------------------------------------------------------
+def bench_config(info: StackInfo, target: str, prefix: str, group_id: str, *, batch_max_events: int | None = None,
+                 metrics_port: int | None = None) -> tuple[str, MigrationConfig]:
+    """The stack's example config for the engine pair, pointed at our topic prefix, group and table.
+    Returns the YAML text (for `replicator -c`) and the parsed config (for in-process runs)."""
+    name = "pg-to-pg" if target == "pg" else "mariadb-to-mariadb"
+    raw = yaml.safe_load((info.run_dir / "configs" / f"{name}.yaml").read_text())
+    raw["kafka"]["topic_prefix"] = prefix
+    raw["tables"] = {"include": [f"{SCHEMA}.{TABLE}"]}
+    raw.setdefault("connector", {}).pop("history_file", None)
+    raw["apply"] = {"group_id": group_id}
+    if batch_max_events is not None:
+        raw["apply"]["batch_max_events"] = batch_max_events
+    if metrics_port is not None:
+        raw["metrics"] = {"address": f"127.0.0.1:{metrics_port}"}
+    text = yaml.safe_dump(raw, sort_keys=False)
+    return text, parse_config(text, {}, origin=f"bench config ({name})")
+
+
+# -- Kafka ---------------------------------------------------------------------------------------
+class Kafka:
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def create_topic(self, topic: str) -> None:
+        """Exactly one partition: Tansu would auto-create several."""
+        futures = self.admin.create_topics([NewTopic(topic, 1, 1)], operation_timeout=30)
+        futures[topic].result(timeout=60)
+        for _ in range(50):
+            metadata = self.admin.list_topics(topic, timeout=10)
+            found = metadata.topics.get(topic)
+            if found is not None and found.error is None and len(found.partitions) == 1:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"topic {topic} did not appear with exactly one partition")
+
+    def delete_topics(self, topics: list[str]) -> None:
+        if not topics:
+            return
+        for topic, future in self.admin.delete_topics(topics, operation_timeout=30).items():
+            try:
+                future.result(timeout=60)
+            except KafkaException as exc:
+                say(f"(could not delete topic {topic}: {exc})")
+
+    def produce(self, topic: str, messages: Iterable[tuple[bytes, bytes | None]],
+                progress: Callable[[int], None] | None = None) -> tuple[int, int, float]:
+        """Produce in order to partition 0; (messages, value bytes, seconds incl. generation)."""
+        producer = Producer({
+            "bootstrap.servers": self.bootstrap, "acks": "all", "linger.ms": 20, "batch.size": 1_000_000,
+            "queue.buffering.max.kbytes": 262_144, "queue.buffering.max.messages": 200_000,
+            "enable.idempotence": True, "compression.type": "none",
+        })
+        failures: list[str] = []
+
+        def delivered(err: Any, _msg: Any) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        started = time.monotonic()
+        count = size = 0
+        for key, value in messages:
+            while True:
+                try:
+                    producer.produce(topic, value=value, key=key, partition=0, on_delivery=delivered)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            count += 1
+            size += len(value) if value else 0
+            if count % 10_000 == 0:
+                producer.poll(0)
+                if progress is not None:
+                    progress(count)
+            if failures:
+                raise RuntimeError(f"produce failed: {failures[0]}")
+        left = producer.flush(300)
+        if left or failures:
+            raise RuntimeError(f"produce failed: {left} messages undelivered; {failures[:1]}")
+        return count, size, time.monotonic() - started
+
+    def high_watermark(self, topic: str) -> int:
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "bench-watermarks"})
+        try:
+            return int(consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1])
+        finally:
+            consumer.close()
+
+    def consume_and_parse(self, topic: str, expected: int, group_id: str) -> float:
+        """Physical limit (a): every message of the topic fetched by confluent-kafka and its key and
+        value parsed by orjson.loads; nothing else. Seconds from the partition's assignment (a local
+        `assign`, no group join) to the last message parsed — the same span as the applier's figure."""
+        consumer = Consumer({
+            "bootstrap.servers": self.bootstrap, "group.id": group_id, "enable.auto.commit": False,
+            "enable.auto.offset.store": False, "auto.offset.reset": "error", "fetch.wait.max.ms": 100,
+        })
+        loads = orjson.loads
+        try:
+            consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+            started = time.monotonic()
+            seen = 0
+            while seen < expected:
+                batch = consumer.consume(num_messages=10_000, timeout=1.0)
+                for message in batch:
+                    if message.error() is not None:
+                        raise RuntimeError(f"consumer error: {message.error()}")
+                    value = message.value()
+                    if value is not None:
+                        loads(value)
+                    loads(message.key())
+                seen += len(batch)
+                if time.monotonic() - started > 600:
+                    raise RuntimeError(f"consumed only {seen} of {expected} messages in 600 s")
+            return time.monotonic() - started
+        finally:
+            consumer.close()
+
+
+# -- the target ----------------------------------------------------------------------------------
+@dataclass
+class TableState:
+    rows: int
+    digest: str
+
+    def __str__(self) -> str:
+        return f"{self.rows:,} rows, hash {self.digest}"
+
+
+class PostgresBench:
+    """bench.w on the PostgreSQL target (session TimeZone UTC)."""
+
+    flavour = "pg"
+
+    def __init__(self, db: Database) -> None:
+        import psycopg
+
+        self._psycopg = psycopg
+        self.db = db
+        self.conn = self._connect()
+
+    def _connect(self) -> Any:
+        conn = self._psycopg.connect(host=self.db.host, port=self.db.port, user=self.db.user,
+                                     password=self.db.password, dbname=self.db.database, autocommit=True)
+        conn.execute("SET TimeZone = 'UTC'")
+        return conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def prepare(self, rows: int, reseed: bool) -> bool:
+        """The seed table of `rows` version-0 rows; True when it had to be (re)built."""
+        self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        mark = SEED_MARK.format(rows=rows)
+        found = self.conn.execute(f"SELECT obj_description(to_regclass('{SCHEMA}.w_seed'), 'pg_class')").fetchone()
+        if not reseed and found is not None and found[0] == mark:
+            return False
+        self.conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.w_seed")
+        self.conn.execute(PG_DDL.format(name=f"{SCHEMA}.w_seed"))
+        cols = ", ".join(COLUMNS)
+        with self.conn.cursor() as cur, cur.copy(f"COPY {SCHEMA}.w_seed ({cols}) FROM STDIN") as copy:
+            for id_ in range(1, rows + 1):
+                copy.write_row(python_row("pg", id_, 0))
+        self.conn.execute(f"VACUUM ANALYZE {SCHEMA}.w_seed")
+        self.conn.execute(f"COMMENT ON TABLE {SCHEMA}.w_seed IS '{mark}'")
+        return True
+
+    def reset(self) -> None:
+        """bench.w := the seed, with its primary key, vacuumed, analysed and checkpointed (not timed)."""
+        c = self.conn
+        c.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{TABLE}")
+        c.execute(f"CREATE TABLE {SCHEMA}.{TABLE} (LIKE {SCHEMA}.w_seed INCLUDING DEFAULTS)")
+        c.execute(f"INSERT INTO {SCHEMA}.{TABLE} SELECT * FROM {SCHEMA}.w_seed")
+        c.execute(f"ALTER TABLE {SCHEMA}.{TABLE} ADD PRIMARY KEY (id)")
+        c.execute(f"VACUUM ANALYZE {SCHEMA}.{TABLE}")
+        c.execute("CHECKPOINT")
+
+    def write_final(self, upserts: list[tuple[Any, ...]], deletes: list[int]) -> float:
+        """Physical limit (b): the final rows by COPY (psycopg write_row, text format) into a temp
+        table, one INSERT … ON CONFLICT DO UPDATE, the deleted keys by COPY into a second temp
+        table and one DELETE … USING; one transaction. Seconds from BEGIN to COMMIT, COPY
+        serialisation included (the rows were computed before)."""
+        cols = ", ".join(COLUMNS)
+        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:])
+        started = time.monotonic()
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            cur.execute(f"CREATE TEMP TABLE bench_up ON COMMIT DROP AS SELECT * FROM {SCHEMA}.{TABLE} WITH NO DATA")
+            cur.execute("CREATE TEMP TABLE bench_del (id bigint) ON COMMIT DROP")
+            with cur.copy(f"COPY bench_up ({cols}) FROM STDIN") as copy:
+                for row in upserts:
+                    copy.write_row(row)
+            with cur.copy("COPY bench_del (id) FROM STDIN") as copy:
+                for id_ in deletes:
+                    copy.write_row((id_,))
+            cur.execute(f"INSERT INTO {SCHEMA}.{TABLE} ({cols}) SELECT {cols} FROM bench_up "
+                        f"ON CONFLICT (id) DO UPDATE SET {sets}")
+            cur.execute(f"DELETE FROM {SCHEMA}.{TABLE} t USING bench_del s WHERE t.id = s.id")
+        return time.monotonic() - started
+
+    def state(self) -> TableState:
+        """Row count and the sum of a 60-bit slice of md5(row text) over all rows, in the database."""
+        count, total = self.conn.execute(
+            f"SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0) "
+            f"FROM {SCHEMA}.{TABLE} t").fetchone()
+        return TableState(int(count), str(total))
+
+    def clear_offsets(self, topic: str, state_schema: str = "replicator") -> None:
+        if self.conn.execute("SELECT to_regclass(%s)", (f"{state_schema}.apply_offsets",)).fetchone()[0]:
+            self.conn.execute(f"DELETE FROM {state_schema}.apply_offsets WHERE topic = %s", (topic,))
+
+    def next_offset(self, topic: str, state_schema: str = "replicator") -> int | None:
+        try:
+            row = self.conn.execute(f"SELECT next_offset FROM {state_schema}.apply_offsets "
+                                    "WHERE topic = %s AND kafka_partition = 0", (topic,)).fetchone()
+        except self._psycopg.errors.UndefinedTable:
+            return None
+        return None if row is None or row[0] is None else int(row[0])
+
+    def drop_work(self, seed: bool) -> None:
+        self.conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{TABLE}")
+        if seed:
+            self.conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+
+
+def _tsv(value: Any) -> str:
+    """One LOAD DATA field (FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\', NULL as \\N)."""
+    if value is None:
+        return "\\N"
+    kind = type(value)
+    if kind is str:
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+    if kind is bool:
+        return "1" if value else "0"
+    if hasattr(value, "tzinfo"):  # datetime: the session is UTC, the aware values are UTC
+        return value.replace(tzinfo=None).isoformat(" ")
+    return str(value)
+
+
+class MariaDBBench:
+    """bench.w on the MariaDB target (session time_zone +00:00)."""
+
+    flavour = "mariadb"
+
+    def __init__(self, db: Database) -> None:
+        import pymysql
+
+        self._pymysql = pymysql
+        self.db = db
+        self.conn = pymysql.connect(host=db.host, port=db.port, user=db.user, password=db.password,
+                                    database=db.database, autocommit=True, local_infile=True, charset="utf8mb4")
+        self.run("SET SESSION time_zone = '+00:00'")
+        self._dir = Path(tempfile.mkdtemp(prefix="bench-apply-"))
+
+    def run(self, query: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
+        with self.conn.cursor() as cur:
+            cur.execute(query, params)
+            return list(cur.fetchall())
+
+    def close(self) -> None:
+        self.conn.close()
+        for path in self._dir.glob("*"):
+            path.unlink()
+        self._dir.rmdir()
+
+    def _load(self, table: str, lines: Iterable[str], columns: tuple[str, ...]) -> None:
+        path = self._dir / f"{table.replace('.', '_')}.tsv"
+        with open(path, "w", encoding="utf-8", newline="\n") as handle:
+            handle.writelines(lines)
+        self.run(f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE {table} CHARACTER SET utf8mb4 "
+                 f"FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({', '.join(columns)})")
+
+    def prepare(self, rows: int, reseed: bool) -> bool:
+        self.run(f"CREATE DATABASE IF NOT EXISTS {SCHEMA} CHARACTER SET utf8mb4")
+        mark = SEED_MARK.format(rows=rows)
+        found = self.run("SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+                         "AND TABLE_NAME = 'w_seed'", (SCHEMA,))
+        if not reseed and found and found[0][0] == mark:
+            return False
+        self.run(f"DROP TABLE IF EXISTS {SCHEMA}.w_seed")
+        self.run(MARIADB_DDL.format(name=f"{SCHEMA}.w_seed") + f" COMMENT='{mark}'")
+        lines = ("\t".join(map(_tsv, python_row("mariadb", id_, 0))) + "\n" for id_ in range(1, rows + 1))
+        self.run("BEGIN")
+        self._load(f"{SCHEMA}.w_seed", lines, COLUMNS)
+        self.run("COMMIT")
+        self.run(f"ANALYZE TABLE {SCHEMA}.w_seed")
+        return True
+
+    def reset(self) -> None:
+        """bench.w := the seed (not timed), then wait (≤ 60 s) for InnoDB to flush what that dirtied,
+        so the timed phase does not pay for the reset's writes."""
+        self.run(f"DROP TABLE IF EXISTS {SCHEMA}.{TABLE}")
+        self.run(f"CREATE TABLE {SCHEMA}.{TABLE} LIKE {SCHEMA}.w_seed")
+        self.run(f"INSERT INTO {SCHEMA}.{TABLE} SELECT * FROM {SCHEMA}.w_seed")
+        self.run(f"ANALYZE TABLE {SCHEMA}.{TABLE}")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            dirty = self.run("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'")
+            if not dirty or int(dirty[0][1]) < 500:
+                break
+            time.sleep(0.5)
+
+    def write_final(self, upserts: list[tuple[Any, ...]], deletes: list[int]) -> float:
+        """Physical limit (b): the final rows written as a tab-separated file and LOAD DATA LOCAL
+        INFILE into a temporary table, then UPDATE … JOIN for the rows that exist, INSERT … SELECT …
+        WHERE NOT EXISTS for the new ones, and the deleted keys by LOAD DATA into a second
+        temporary table and one DELETE … JOIN; one transaction. Seconds from writing the file to
+        COMMIT (the rows were computed before)."""
+        target = f"{SCHEMA}.{TABLE}"
+        sets = ", ".join(f"t.{c} = s.{c}" for c in COLUMNS[1:])
+        cols = ", ".join(COLUMNS)
+        started = time.monotonic()
+        self.run("BEGIN")
+        self.run(f"CREATE TEMPORARY TABLE bench_up LIKE {target}")
+        self.run("CREATE TEMPORARY TABLE bench_del (id BIGINT NOT NULL PRIMARY KEY)")
+        self._load("bench_up", ("\t".join(map(_tsv, row)) + "\n" for row in upserts), COLUMNS)
+        self._load("bench_del", (f"{id_}\n" for id_ in deletes), ("id",))
+        self.run(f"UPDATE {target} t JOIN bench_up s ON t.id = s.id SET {sets}")
+        self.run(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM bench_up s "
+                 f"WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.id = s.id)")
+        self.run(f"DELETE t FROM {target} t JOIN bench_del s ON t.id = s.id")
+        self.run("COMMIT")
+        elapsed = time.monotonic() - started
+        self.run("DROP TEMPORARY TABLE bench_up, bench_del")
+        return elapsed
+
+    def state(self) -> TableState:
+        parts = ", ".join(f"IFNULL({c}, '~')" for c in COLUMNS)
+        count, total = self.run(
+            f"SELECT COUNT(*), IFNULL(SUM(CAST(CONV(SUBSTRING(MD5(CONCAT_WS('|', {parts})), 1, 15), 16, 10) "
+            f"AS UNSIGNED)), 0) FROM {SCHEMA}.{TABLE}")[0]
+        return TableState(int(count), str(total))
+
+    def clear_offsets(self, topic: str, state_schema: str = "replicator") -> None:
+        exists = self.run("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+                          "AND TABLE_NAME = 'apply_offsets'", (state_schema,))
+        if exists:
+            self.run(f"DELETE FROM {state_schema}.apply_offsets WHERE topic = %s", (topic,))
+
+    def next_offset(self, topic: str, state_schema: str = "replicator") -> int | None:
+        try:
+            rows = self.run(f"SELECT next_offset FROM {state_schema}.apply_offsets "
+                            "WHERE topic = %s AND kafka_partition = 0", (topic,))
+        except self._pymysql.err.ProgrammingError:
+            return None
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
+
+    def drop_work(self, seed: bool) -> None:
+        self.run(f"DROP TABLE IF EXISTS {SCHEMA}.{TABLE}")
+        if seed:
+            self.run(f"DROP DATABASE IF EXISTS {SCHEMA}")
+
+
+def target_bench(info: StackInfo, target: str) -> PostgresBench | MariaDBBench:
+    return PostgresBench(info.database("pg-target")) if target == "pg" else MariaDBBench(info.database("my-target"))
+
+
+# -- the applier, in process ----------------------------------------------------------------------
+class TimingSensor(NullSensor):
+    """Stamps every committed batch (the applier calls on_apply_batch right after COMMIT)."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[float, int, float]] = []  # (monotonic at commit, messages, batch seconds)
+        self.messages = 0
+        self.skipped: Counter[str] = Counter()
+        self.retries: Counter[str] = Counter()
+
+    def on_apply_batch(self, counts: dict[tuple[str, str], int], events: int, seconds: float) -> None:
+        self.batches.append((time.monotonic(), events, seconds))
+        self.messages += events
+
+    def on_apply_retry(self, reason: str) -> None:
+        self.retries[reason] += 1
+
+    def on_apply_skipped(self, reason: str, count: int) -> None:
+        self.skipped[reason] += count
+
+
+@dataclass
+class ApplierRun:
+    seconds: float  # partition assigned -> last batch committed
+    seconds_with_startup: float  # ChangeApplier() constructed -> last batch committed
+    batches: int
+    batch_seconds: list[float] = field(default_factory=list)
+
+
+def run_applier(config: MigrationConfig, bench: PostgresBench | MariaDBBench, topic: str, messages: int,
+                timeout_s: float = 900) -> ApplierRun:
+    """(c): the real ChangeApplier in a thread until our stored next_offset reaches the topic's end.
+    Seconds from the moment the group assigned the partition (after the join, as for (a)) to the
+    commit of the last batch."""
+    from replicator.apply.applier import ChangeApplier
+    from replicator.dialects import target_writer_for
+
+    class TimedApplier(ChangeApplier):
+        assigned_at: float | None = None
+
+        def _on_assigned(self, partitions: list[tuple[str, int]]) -> None:
+            if self.assigned_at is None and partitions:
+                self.assigned_at = time.monotonic()
+            super()._on_assigned(partitions)
+
+    sensor = TimingSensor()
+    stop = threading.Event()
+    failure: list[BaseException] = []
+    constructed = time.monotonic()
+    applier = TimedApplier(config, lambda: target_writer_for(config.target, config.state_schema), sensor, stop)
+
+    def body() -> None:
+        try:
+            applier.run()
+        except BaseException as exc:
+            failure.append(exc)
+            stop.set()
+
+    thread = threading.Thread(target=body, name="applier", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not stop.is_set():
+            time.sleep(0.05)
+            if sensor.messages >= messages:
+                stored = bench.next_offset(topic, config.state_schema)
+                if stored is not None and stored >= messages:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the applier did not catch up within {timeout_s:.0f} s "
+                                   f"({sensor.messages} of {messages} messages)")
+    finally:
+        stop.set()
+        thread.join(120)
+    if failure:
+        raise RuntimeError(f"the applier failed: {failure[0]!r}") from failure[0]
+    if applier.assigned_at is None or not sensor.batches:
+        raise RuntimeError("the applier committed nothing")
+    last = sensor.batches[-1][0]
+    if sensor.retries or sensor.skipped:
+        say(f"   note: retries {dict(sensor.retries)}, skipped {dict(sensor.skipped)}")
+    return ApplierRun(last - applier.assigned_at, last - constructed, len(sensor.batches),
+                      [b[2] for b in sensor.batches])
+
+
+# -- py-spy ---------------------------------------------------------------------------------------
+class Profiler:
+    """py-spy attached to this process for one phase; raw (collapsed) stacks to `path`."""
+
+    def __init__(self, path: Path, rate: int = 200) -> None:
+        exe = Path(sys.executable).with_name("py-spy")
+        if not exe.exists():
+            raise RuntimeError(f"{exe} not found: .venv/bin/pip install py-spy")
+        self.path = path
+        self.proc = subprocess.Popen([str(exe), "record", "--pid", str(os.getpid()), "--rate", str(rate),
+                                      "--format", "raw", "--nonblocking", "--output", str(path)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(1.5)  # attach
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def profile_top(path: Path, limit: int = 15, thread_filter: str | None = "applier") -> list[str]:
+    """Self and inclusive share of samples per function from py-spy's collapsed stacks."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        frames = stack.split(";")
+        if thread_filter and not any(thread_filter in f for f in frames[:2]):
+            continue
+        count = int(count_text)
+        total += count
+        names = [_frame_name(f) for f in frames[1:] if f]
+        if not names:
+            continue
+        own[names[-1]] += count
+        for name in set(names):
+            inclusive[name] += count
+    lines = [f"{total} samples of the applier thread"]
+    lines.append(f"{'self %':>7} {'incl %':>7}  function")
+    for name, count in own.most_common(limit):
+        lines.append(f"{100 * count / total:7.1f} {100 * inclusive[name] / total:7.1f}  {name}")
+    lines.append("top inclusive:")
+    for name, count in inclusive.most_common(limit + 10):
+        lines.append(f"{'':7} {100 * count / total:7.1f}  {name}")
+    return lines
+
+
+def _frame_name(frame: str) -> str:
+    # py-spy raw frames: "function (path/to/file.py:123)"; keep function + file + line
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")")
+    path, _, line = where.rpartition(":")
+    short = "/".join(Path(path).parts[-2:]) if path else where
+    return f"{name} ({short}:{line})" if line else f"{name} ({short})"
+
+
+def aggregate_by_function(path: Path, thread_filter: str = "applier") -> dict[str, tuple[int, int]]:
+    """Per function (file-level, line numbers dropped): (self samples, inclusive samples)."""
+    own: dict[str, int] = defaultdict(int)
+    inclusive: dict[str, int] = defaultdict(int)
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        frames = stack.split(";")
+        if thread_filter and not any(thread_filter in f for f in frames[:2]):
+            continue
+        count = int(count_text)
+        names = [_frame_name(f).rsplit(":", 1)[0] + ")" if ":" in _frame_name(f) else _frame_name(f)
+                 for f in frames[1:] if f]
+        if not names:
+            continue
+        own[names[-1]] += count
+        for name in set(names):
+            inclusive[name] += count
+    return {name: (own.get(name, 0), inclusive[name]) for name in inclusive}
+
+
+@contextlib.contextmanager
+def maybe_profile(path: Path | None) -> Any:
+    profiler = Profiler(path) if path is not None else None
+    try:
+        yield profiler
+    finally:
+        if profiler is not None:
+            profiler.stop()
