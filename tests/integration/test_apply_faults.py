@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from replicator.stack.launcher import LocalStack
-from tests.integration.apply_support import ApplyProcess, target_rows, target_sql, wait_equal, wait_until
+from tests.integration.apply_support import ApplyProcess, target_sql, wait_equal, wait_until
 from tests.integration.conftest import RUN_DIR, Scenario, pg_connect, run_cli
 
 pytestmark = pytest.mark.integration
@@ -99,7 +99,8 @@ def test_kill9_applier_ten_times_under_a_steady_stream(pg_scenario: Scenario, tm
                 time.sleep(chance.uniform(0.5, 3.0))
                 proc.kill()
             else:
-                wait_until(lambda: not proc.alive(), 60, f"the applier to kill itself at {point}")
+                wait_until(lambda p=proc: not p.alive(), 60,  # type: ignore[misc]
+                           f"the applier to kill itself at {point}")
         proc = ApplyProcess(config, log).start()
         load.stop.set()
         load.join(30)
