@@ -6,8 +6,9 @@ every event one at a time in that order. The argument, per step kind:
 
 * `Merge` coalesces a run of c/r/u/d events per primary key. Each key ends in exactly one state:
   `delete`, `upsert` (a full row: insert, or overwrite the columns it carries), `replace` (deleted
-  then re-inserted in the run: delete, then insert the full row), or `update` (only partial rows:
-  TOAST placeholders left columns out, so the row must already exist). Later values win column by
+  then re-inserted in the run: delete, then insert the full row), `update` (only partial rows:
+  TOAST placeholders left columns out, so the row must already exist), or `delete_update` (a
+  partial row after a delete: delete, then an update that finds no row and is reported). Later values win column by
   column (`{**earlier, **later}`), so an update that carries only some columns never erases what an
   earlier event of the run wrote to the others. Keys are independent, so the final state of each
   key does not depend on the order in which different keys are written; the writer runs deletes
@@ -105,7 +106,7 @@ class _Run:
         if kind == "delete":
             # Deleted earlier in the run: a full row re-inserts; a partial one has no row to update,
             # which the update step reports (rows matched < rows sent).
-            self.states[key] = ("update", row) if partial else ("replace", row)
+            self.states[key] = ("delete_update", row) if partial else ("replace", row)
             return
         merged = {**(old or {}), **row}
         self.states[key] = (kind, merged)
@@ -116,13 +117,13 @@ class _Run:
         step = Merge(events=self.events)
         key_names = self.table.key
         for key, (kind, row) in self.states.items():
-            if kind in ("delete", "replace"):
+            if kind in ("delete", "replace", "delete_update"):
                 step.deletes.append(key)
             if kind in ("upsert", "replace") and row is not None:
                 full = {**dict(zip(key_names, key, strict=True)), **row}
                 columns = tuple(n for n in self.table.names if n in full)
                 step.upserts.setdefault(columns, []).append(tuple(full[c] for c in columns))
-            elif kind == "update" and row is not None:
+            elif kind in ("update", "delete_update") and row is not None:
                 others = tuple(n for n in self.table.names if n in row and n not in key_names)
                 columns = key_names + others
                 step.updates.setdefault(columns, []).append(key + tuple(row[c] for c in others))

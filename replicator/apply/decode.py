@@ -78,12 +78,15 @@ _T = TypeVar("_T")
 class RowDecoder:
     """A compiled struct schema (a table's Value or Key): raw payload dict → Row."""
 
-    __slots__ = ("column_types", "columns", "fields")
+    __slots__ = ("column_types", "columns", "fields", "renames")
 
     def __init__(self, fields: list[_Column], column_types: dict[str, ColumnType]) -> None:
         self.fields = tuple(fields)
-        self.columns = tuple(field[0] for field in fields)
-        self.column_types = column_types  # shared by every event of the schema: read-only
+        # Names as the source has them (see repair_pgoutput_name); None when none needed repair.
+        renames = {f[0]: repair_pgoutput_name(f[0]) for f in fields}
+        self.renames = {k: v for k, v in renames.items() if k != v} or None
+        self.columns = tuple(renames[field[0]] for field in fields)
+        self.column_types = {renames.get(k, k): v for k, v in column_types.items()}  # shared: read-only
 
     def decode(self, raw: Any, ref: RecordRef, what: str) -> tuple[Row, list[str] | None]:
         """The row, and the names of columns that held a TOAST placeholder (left out of the row)."""
@@ -113,7 +116,24 @@ class RowDecoder:
                     raise ColumnValueError(f"expected {JSON_NAMES[expect]}, got {json_type(value)}")
         except _CONVERSION_ERRORS as exc:
             raise DecodeError(f"cannot decode {ref}: {what} column {name!r}: {exc}") from exc
+        renames = self.renames
+        if renames is not None:
+            row = {renames.get(k, k): v for k, v in row.items()}
+            if unavailable is not None:
+                unavailable = [renames.get(k, k) for k in unavailable]
         return row, unavailable
+
+
+def repair_pgoutput_name(name: str) -> str:
+    """Undo Debezium's pgoutput name garbling: its relation-message reader turns each UTF-8 byte of a
+    non-ASCII column name into one char, sign-extended (byte 0xC3 -> U+FFC3). A name whose non-ASCII
+    chars all lie in U+FF80..U+FFFF and whose bytes form valid UTF-8 is rebuilt; others are kept."""
+    if name.isascii() or not all(ord(ch) < 0x80 or 0xFF80 <= ord(ch) <= 0xFFFF for ch in name):
+        return name
+    try:
+        return bytes(ord(ch) & 0xFF for ch in name).decode("utf-8")
+    except UnicodeDecodeError:
+        return name
 
 
 @dataclass(frozen=True, slots=True)

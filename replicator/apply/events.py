@@ -89,6 +89,9 @@ class ColumnType:
     optional: bool
     parameters: tuple[tuple[str, str], ...] = ()  # includes __debezium.source.column.* when propagated
     item: ColumnType | None = None  # array item type
+    # The column default from the schema, decoded (None: none). Debezium sends a fake 0 for serial
+    # keys and 1970-01-01 for MySQL TIMESTAMP NOT NULL; it is only used to add a new column.
+    default: Any = None
 
     def parameter(self, name: str) -> str | None:
         for key, value in self.parameters:

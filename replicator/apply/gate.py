@@ -94,7 +94,7 @@ class SnapshotFilter:
                     if pg else None,
                     mysql=(int(my["file"]), int(my["pos"])) if my else None,
                 ))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ReplicatorError(f"the snapshot filter of {table} in our state schema is unreadable: {exc}",
                                   hint="re-run the snapshot of that table") from None
         return cls(chunks)

@@ -102,8 +102,17 @@ def column_type(schema: Mapping[str, Any]) -> ColumnType:
     parameters = tuple((str(k), str(v)) for k, v in (schema.get("parameters") or {}).items())
     items = schema.get("items")
     item = column_type(items) if ctype == "array" and isinstance(items, Mapping) else None
+    default: Any = None
+    if schema.get("default") is not None:
+        try:
+            codec = codec_for(schema, "bytes")
+            raw = schema["default"]
+            convert = codec.convert if isinstance(raw, codec.expect) else codec.other
+            default = convert(raw) if convert is not None else raw
+        except Exception:
+            default = None
     return ColumnType(CONNECT_TYPE_NAMES.get(ctype, ctype), schema.get("name"), bool(schema.get("optional")),
-                      parameters, item)
+                      parameters, item, default)
 
 
 def codec_for(schema: Mapping[str, Any], binary_mode: str) -> Codec:

@@ -349,8 +349,11 @@ class MySQLTargetWriter:
         if self._in_txn:  # ALTER TABLE commits implicitly: it would split the batch transaction
             raise TargetError(f"add_column({table}.{column}) called inside a transaction")
         type_sql = column_type_sql(column_type)
+        default = column_type.default
+        simple = isinstance(default, bool | int | float | Decimal | str)  # existing rows get it, as on the source
         try:  # MySQL 8 has no ADD COLUMN IF NOT EXISTS; "duplicate column" means it is there already
-            self._run(f"ALTER TABLE {_target(table)} ADD COLUMN {_ident(column)} {type_sql}")
+            self._run(f"ALTER TABLE {_target(table)} ADD COLUMN {_ident(column)} {type_sql}"
+                      + (" DEFAULT %s" if simple else ""), (default,) if simple else ())
         except pymysql.MySQLError as exc:
             if not exc.args or exc.args[0] != ER_DUP_FIELDNAME:
                 raise

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -38,6 +39,7 @@ from replicator.errors import TargetError
 from replicator.model import TableId
 
 Converter = Callable[[Any], Any]
+SIMPLE_DEFAULTS = (bool, int, float, Decimal, str)
 
 _DESCRIBE = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
@@ -219,6 +221,7 @@ class PostgresTargetWriter:
         self._in_txn = False
 
     def rollback(self) -> None:
+        self._temp.clear()  # staging tables created in the transaction are gone
         if not self._conn.closed:
             self._conn.execute("ROLLBACK")
         self._in_txn = False
@@ -227,6 +230,7 @@ class PostgresTargetWriter:
         self._conn.execute(sql.SQL("SAVEPOINT {}").format(sql.Identifier(name)))
 
     def rollback_to_savepoint(self, name: str) -> None:
+        self._temp.clear()  # a staging table created after the savepoint is gone; re-created on use
         self._conn.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(sql.Identifier(name)))
 
     def release_savepoint(self, name: str) -> None:
@@ -266,9 +270,12 @@ class PostgresTargetWriter:
 
     def add_column(self, table: TableId, column: str, column_type: ColumnType) -> str:
         type_sql = column_type_sql(column_type)
+        default: sql.Composable = sql.SQL("")
+        if isinstance(column_type.default, SIMPLE_DEFAULTS):  # rows that exist get it, as on the source
+            default = sql.SQL(" DEFAULT {}::{}").format(sql.Literal(column_type.default), sql.SQL(type_sql))
         self._conn.execute(
-            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
-                sql.Identifier(table.schema, table.name), sql.Identifier(column), sql.SQL(type_sql)
+            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}{}").format(
+                sql.Identifier(table.schema, table.name), sql.Identifier(column), sql.SQL(type_sql), default
             )
         )
         return type_sql

@@ -309,7 +309,10 @@ def start_connect(bins: Binaries, directory: Path, port: int, broker_port: int) 
     }
     (directory / "worker.properties").write_text("".join(f"{k}={v}\n" for k, v in worker.items()))
     proc = spawn(
-        [str(bins.java), "-Xmx1g", f"-Dlog4j2.configurationFile={directory / 'log4j2.properties'}",
+        # UTF-8 explicitly: Java 17 falls back to ASCII without a locale, and Debezium then garbles
+        # non-ASCII table names read from pgoutput (and stops matching them to the include list).
+        [str(bins.java), "-Xmx1g", "-Dfile.encoding=UTF-8",
+         f"-Dlog4j2.configurationFile={directory / 'log4j2.properties'}",
          "-cp", connect_classpath(bins.connect_libs), "org.apache.kafka.connect.cli.ConnectStandalone",
          str(directory / "worker.properties")],
         log,

@@ -10,6 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import pymysql
+
 from replicator.stack.components import free_port
 from tests.integration.conftest import CLI, Scenario, my_connect, pg_connect
 
@@ -124,8 +127,12 @@ def wait_equal(s: Scenario, source_query: str, target_query: str | None = None, 
     last: dict[str, Any] = {}
 
     def same() -> bool:
-        last["source"] = source_rows(s, source_query)
-        last["target"] = target_rows(s, target_query)
+        try:
+            last["source"] = source_rows(s, source_query)
+            last["target"] = target_rows(s, target_query)
+        except (psycopg.Error, pymysql.MySQLError) as exc:  # e.g. a column the applier adds later
+            last["error"] = exc
+            return False
         return bool(last["source"] == last["target"])
 
     try:
@@ -134,6 +141,7 @@ def wait_equal(s: Scenario, source_query: str, target_query: str | None = None, 
         src, dst = last.get("source", []), last.get("target", [])
         missing = [r for r in src if r not in dst][:5]
         extra = [r for r in dst if r not in src][:5]
-        raise AssertionError(f"{exc}\nsource rows {len(src)}, target rows {len(dst)}; "
+        raise AssertionError(f"{exc}\nlast query error: {last.get('error')}\n"
+                             f"source rows {len(src)}, target rows {len(dst)}; "
                              f"missing on target {missing}; extra on target {extra}") from None
     return list(last["source"])

@@ -272,7 +272,7 @@ class Workload:
     """N change events over a table seeded with ids 1..rows: ~60% updates, ~25% inserts of new ids,
     ~15% deletes, chosen uniformly among the live rows. Deterministic for a given seed."""
 
-    def __init__(self, flavour: str, prefix: str, rows: int, events: int, seed: int = 20261122,
+    def __init__(self, flavour: str, prefix: str, rows: int, events: int, *, seed: int = 20261122,
                  source_database: str = "app", shape: str = "template") -> None:
         if flavour not in FLAVOURS:
             raise ValueError(f"flavour must be one of {FLAVOURS}")

@@ -19,23 +19,32 @@ invocations), `--events` real-shaped Debezium change events (≈60% updates, 25%
       the state (b) wrote, or the benchmark says WRONG and exits 1.
 
 Events/s is always `--events` (change events, tombstones not counted) divided by the phase's seconds.
-The last line printed is `ratio_to_limit=<(c) events/s ÷ min((a), (b)) events/s>` (medians); the line
-before it says whether the bars are met (PostgreSQL: ≥ 70% of the lower limit and ≥ 24,000 events/s;
-MariaDB: ≥ 60% of the lower limit). `--profile FILE` adds one more, untimed applier run under
-py-spy and prints its hot spots.
+Each phase also prints the CPU seconds spent by this process, the broker and the target database
+(2 cores: the sum says what bounds the phase). The last line printed is
+`ratio_to_limit=<(c) events/s ÷ min((a), (b)) events/s>` (medians); the line before it says whether the
+bars are met (PostgreSQL: ≥ 70% of the lower limit and ≥ 24,000 events/s; MariaDB: ≥ 60% of the
+lower limit). `--profile FILE` adds one more applier run under py-spy (not in the medians) and
+prints its hot spots.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from apply_workload import SCHEMA, SHAPES, TABLE, Workload
 from bench_support import (
+    CpuMeter,
     Kafka,
+    MariaDBBench,
+    PostgresBench,
+    TableState,
     bench_config,
     maybe_profile,
     median_line,
@@ -48,7 +57,29 @@ from bench_support import (
     unique_prefix,
 )
 
+from replicator.stack.launcher import StackInfo
+
 BARS = {"pg": (0.70, 24_000.0), "mariadb": (0.60, 0.0)}
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    info: StackInfo
+    kafka: Kafka
+    target: PostgresBench | MariaDBBench
+    prefix: str
+    topic: str
+    messages: int = 0
+    upserts: list[tuple[Any, ...]] = field(default_factory=list)
+    deletes: list[int] = field(default_factory=list)
+    expected_rows: int = 0
+    times: dict[str, list[float]] = field(default_factory=lambda: {"a": [], "b": [], "c": []})
+
+    def config(self, group_suffix: str) -> Any:
+        options = dict(option.split("=", 1) for option in self.args.kafka_option)
+        return bench_config(self.info, self.args.target, self.prefix, f"{self.prefix}-apply-{group_suffix}",
+                            batch_max_events=self.args.batch_max_events, kafka_options=options)[1]
 
 
 def main() -> int:
@@ -58,123 +89,133 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--shape", choices=SHAPES, default="template",
-                        help="template: this project's connector settings (source types propagated; PG transaction "
-                             "metadata); plain: Debezium defaults")
+                        help="template: this project's connector settings (source column types propagated; PG "
+                             "transaction metadata); plain: Debezium's defaults")
     parser.add_argument("--batch-max-events", type=int, default=None, help="apply.batch_max_events (default: config)")
-    parser.add_argument("--run-dir", default=".stack-test", help="the local stack's run directory")
+    parser.add_argument("--kafka-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a librdkafka option for the applier (kafka.options in its config), repeatable")
+    parser.add_argument("--run-dir", default=None,
+                        help="the local stack's run directory (default tests/perf/.stack; brought up if needed)")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy raw output of one extra applier run")
+    parser.add_argument("--profile-wall", action="store_true",
+                        help="sample waits too (py-spy --idle): shares of wall time instead of CPU time")
     parser.add_argument("--reseed", action="store_true", help="rebuild bench.w_seed even if it is there")
     parser.add_argument("--keep", action="store_true", help="keep the topic and bench.w afterwards")
     parser.add_argument("--drop-seed", action="store_true", help="also drop the bench schema/database at the end")
     args = parser.parse_args()
 
     info = stack_info(args.run_dir)
-    kafka = Kafka(info.bootstrap_servers)
     prefix = unique_prefix(args.target)
-    topic = f"{prefix}.{SCHEMA}.{TABLE}"
-    bench = target_bench(info, args.target)
-    broker_pid = info.processes["broker"].pid if "broker" in info.processes else None
+    bench = Bench(args, info, Kafka(info.bootstrap_servers), target_bench(info, args.target), prefix,
+                  f"{prefix}.{SCHEMA}.{TABLE}")
     say(f"apply benchmark: target {args.target}, {args.events:,} events on {args.rows:,} rows, {args.runs} runs, "
-        f"shape {args.shape}, topic {topic}")
+        f"shape {args.shape}, topic {bench.topic}, applier kafka.options {args.kafka_option or 'none'}, "
+        f"batch_max_events {args.batch_max_events or 'default'}")
     try:
-        started = time.monotonic()
-        rebuilt = bench.prepare(args.rows, args.reseed)
-        say(f"seed {SCHEMA}.w_seed: {'built' if rebuilt else 'reused'} ({time.monotonic() - started:.1f} s)")
-
-        workload = Workload(args.target, prefix, args.rows, args.events, shape=args.shape)
-        kafka.create_topic(topic)
-        kafka.create_topic(f"__debezium-heartbeat.{prefix}")
-        broker_before = rss_kb(broker_pid) if broker_pid else None
-        count, size, seconds = kafka.produce(topic, workload.messages_iter())
-        broker_after = rss_kb(broker_pid) if broker_pid else None
-        high = kafka.high_watermark(topic)
-        if high != count:
-            raise RuntimeError(f"the topic holds {high} messages, we produced {count}")
-        counts = workload.counts
-        say(f"produced {count:,} messages ({counts['u']:,} u, {counts['c']:,} c, {counts['d']:,} d + tombstones), "
-            f"{size / count / 1024:.2f} KiB per value on average, {seconds:.1f} s incl. generation"
-            + (f"; broker RSS {broker_before / 1024:.0f} -> {broker_after / 1024:.0f} MiB"
-               if broker_before and broker_after else ""))
-        upserts, deletes = workload.final_rows()
-        expected_rows = workload.expected_count()
-        say(f"final state: {len(upserts):,} rows to upsert, {len(deletes):,} keys to delete, "
-            f"{expected_rows:,} rows expected")
-
-        results = measure(args, bench, kafka, info, prefix, topic, count, upserts, deletes, expected_rows)
-        if results is None:
+        setup(bench)
+        if not measure(bench):
             return 1
-        a_s, b_s, c_s = results
-        return report(args, a_s, b_s, c_s, bench, kafka, info, prefix, topic, count)
+        return report(bench)
     finally:
         if not args.keep:
-            kafka.delete_topics([topic, f"__debezium-heartbeat.{prefix}"])
-            bench.clear_offsets(topic)
-            bench.drop_work(args.drop_seed)
-        bench.close()
+            bench.kafka.delete_topics([bench.topic, f"__debezium-heartbeat.{prefix}"])
+            bench.target.clear_offsets(bench.topic)
+            bench.target.drop_work(args.drop_seed)
+        bench.target.close()
 
 
-def measure(args: argparse.Namespace, bench, kafka: Kafka, info, prefix: str, topic: str, count: int,  # noqa: ANN001
-            upserts, deletes, expected_rows: int) -> tuple[list[float], list[float], list[float]] | None:  # noqa: ANN001
-    a_s: list[float] = []
-    b_s: list[float] = []
-    c_s: list[float] = []
-    expected = None
+def setup(bench: Bench) -> None:
+    args = bench.args
+    started = time.monotonic()
+    rebuilt = bench.target.prepare(args.rows, args.reseed)
+    say(f"seed {SCHEMA}.w_seed: {'built' if rebuilt else 'reused'} ({time.monotonic() - started:.1f} s)")
+    workload = Workload(args.target, bench.prefix, args.rows, args.events, shape=args.shape)
+    bench.kafka.create_topic(bench.topic)
+    bench.kafka.create_topic(f"__debezium-heartbeat.{bench.prefix}")
+    broker = bench.info.processes["broker"].pid
+    before = rss_kb(broker)
+    # Every message is acknowledged (acks=all, idempotent). Tansu 0.6's ListOffsets(latest) answers
+    # the base offset of the last record batch + 1, not the log end, so the count of acknowledged
+    # messages is the end offset here; (a) checks it by consuming exactly that many.
+    count, size, seconds = bench.kafka.produce(bench.topic, workload.messages_iter())
+    after = rss_kb(broker)
+    counts = workload.counts
+    say(f"produced {count:,} messages ({counts['u']:,} u, {counts['c']:,} c, {counts['d']:,} d + tombstones), "
+        f"{size / (count - counts['d']) / 1024:.2f} KiB per value on average, {seconds:.1f} s incl. generation"
+        + (f"; broker RSS {before / 1024:.0f} -> {after / 1024:.0f} MiB" if before and after else ""))
+    bench.messages = count
+    bench.upserts, bench.deletes = workload.final_rows()
+    bench.expected_rows = workload.expected_count()
+    say(f"final state: {len(bench.upserts):,} rows to upsert, {len(bench.deletes):,} keys to delete, "
+        f"{bench.expected_rows:,} rows expected")
+
+
+def measure(bench: Bench) -> bool:
+    """Every run's (a), (b), (c); False when a result is wrong."""
+    args, target = bench.args, bench.target
+    db_name = "pg-target" if args.target == "pg" else "my-target"
+    meter = CpuMeter({"bench": os.getpid(), "broker": bench.info.processes["broker"].pid,
+                      "target-db": bench.info.processes[db_name].pid})
+    expected: TableState | None = None
     for run in range(1, args.runs + 1):
-        a = kafka.consume_and_parse(topic, count, f"{prefix}-limit-{run}")
-        a_s.append(a)
+        meter.start()
+        a = bench.kafka.consume_and_parse(bench.topic, bench.messages, f"{bench.prefix}-limit-{run}")
+        cpu_a = meter.stop()
 
-        bench.reset()
-        b = bench.write_final(upserts, deletes)
-        b_s.append(b)
-        written = bench.state()
-        if written.rows != expected_rows:
-            say(f"WRONG: the limit (b) left {written.rows:,} rows, the workload expects {expected_rows:,}")
-            return None
-        if expected is None:
-            expected = written
-        elif written != expected:
+        target.reset()
+        meter.start()
+        b = target.write_final(bench.upserts, bench.deletes)
+        cpu_b = meter.stop()
+        written = target.state()
+        if written.rows != bench.expected_rows:
+            say(f"WRONG: the limit (b) left {written.rows:,} rows, the workload expects {bench.expected_rows:,}")
+            return False
+        if expected is not None and written != expected:
             say(f"WRONG: run {run}'s (b) wrote {written}, run 1 wrote {expected}")
-            return None
+            return False
+        expected = written
 
-        bench.reset()
-        bench.clear_offsets(topic)
-        _, config = bench_config(info, args.target, prefix, f"{prefix}-apply-{run}",
-                                 batch_max_events=args.batch_max_events)
-        applied = run_applier(config, bench, topic, count)
-        c_s.append(applied.seconds)
-        got = bench.state()
-        verdict = "correct" if got == expected else "WRONG"
-        say(f"run {run}: (a) {a:6.2f} s {args.events / a:9,.0f} ev/s | (b) {b:6.2f} s {args.events / b:9,.0f} ev/s | "
-            f"(c) {applied.seconds:6.2f} s {args.events / applied.seconds:9,.0f} ev/s "
-            f"({applied.batches} batches, {applied.seconds_with_startup:.2f} s incl. start and group join) | "
-            f"target {got}: {verdict}")
+        target.reset()
+        target.clear_offsets(bench.topic)
+        config = bench.config(str(run))
+        meter.start()
+        applied = run_applier(config, target, bench.topic, bench.messages)
+        cpu_c = meter.stop()
+        got = target.state()
+        events = args.events
+        say(f"run {run}: (a) {a:6.2f} s {events / a:9,.0f} ev/s | (b) {b:6.2f} s {events / b:9,.0f} ev/s | "
+            f"(c) {applied.seconds:6.2f} s {events / applied.seconds:9,.0f} ev/s "
+            f"({applied.batches} batches; {applied.seconds_with_startup:.2f} s incl. start and group join) | "
+            f"bench.w {got}: {'correct' if got == expected else 'WRONG'}")
+        say(f"       (a) {cpu_a}\n       (b) {cpu_b}\n       (c) {cpu_c} [wall incl. start and join]")
         if got != expected:
             say(f"WRONG: after the applier bench.w is {got}; expected {expected}")
-            return None
-    return a_s, b_s, c_s
+            return False
+        for name, seconds in (("a", a), ("b", b), ("c", applied.seconds)):
+            bench.times[name].append(seconds)
+    return True
 
 
-def report(args: argparse.Namespace, a_s: list[float], b_s: list[float], c_s: list[float],  # noqa: PLR0917
-           bench, kafka: Kafka, info, prefix: str, topic: str, count: int) -> int:  # noqa: ANN001
-    events = args.events
+def report(bench: Bench) -> int:
+    args, events = bench.args, bench.args.events
+    times = bench.times
     say("")
-    say(median_line("(a) limit: consume + orjson.loads", a_s, events))
-    say(median_line("(b) limit: COPY/LOAD DATA temp + merge", b_s, events))
-    say(median_line("(c) ChangeApplier", c_s, events))
-    a_rate, b_rate, c_rate = (events / statistics.median(s) for s in (a_s, b_s, c_s))
+    say(median_line("(a) limit: consume + orjson.loads", times["a"], events))
+    say(median_line("(b) limit: COPY/LOAD DATA temp + merge", times["b"], events))
+    say(median_line("(c) ChangeApplier", times["c"], events))
+    a_rate, b_rate, c_rate = (events / statistics.median(times[k]) for k in "abc")
     limit = min(a_rate, b_rate)
     ratio = c_rate / limit
     share, floor = BARS[args.target]
 
     if args.profile is not None:
-        bench.reset()
-        bench.clear_offsets(topic)
-        _, config = bench_config(info, args.target, prefix, f"{prefix}-apply-profile",
-                                 batch_max_events=args.batch_max_events)
-        with maybe_profile(args.profile):
-            applied = run_applier(config, bench, topic, count)
-        say(f"\nprofiled run (py-spy attached, not in the medians): {applied.seconds:.2f} s, "
-            f"{events / applied.seconds:,.0f} ev/s; raw stacks in {args.profile}")
+        bench.target.reset()
+        bench.target.clear_offsets(bench.topic)
+        config = bench.config("profile")
+        with maybe_profile(args.profile, idle=args.profile_wall):
+            applied = run_applier(config, bench.target, bench.topic, bench.messages)
+        say(f"\nprofiled run (py-spy attached, {'wall clock' if args.profile_wall else 'CPU'} samples, not in the "
+            f"medians): {applied.seconds:.2f} s, {events / applied.seconds:,.0f} ev/s; raw stacks in {args.profile}")
         for line in profile_top(args.profile):
             say("   " + line)
 

@@ -37,14 +37,32 @@ from replicator.stack.launcher import Database, LocalStack, StackInfo
 ROOT = Path(__file__).resolve().parents[2]
 SEED_MARK = "apply-bench seed v1 rows={rows}"
 HEARTBEAT_PREFIX = "__debezium-heartbeat."
+# The limit (a) consumer: librdkafka defaults except the fetch-queue backoff. With the default
+# (1000 ms), whenever the application parses slower than the broker delivers, the prefetch queue
+# fills (queued.max.messages.kbytes, 64 MiB) and the next fetch waits up to a second: consume +
+# parse then runs at ~16k messages/s instead of ~28k here. 10 ms keeps the queue topped up.
+LIMIT_CONSUMER_OPTIONS: dict[str, Any] = {"fetch.queue.backoff.ms": 10}
 
 
 def say(line: str) -> None:
     print(line, flush=True)
 
 
-def stack_info(run_dir: str) -> StackInfo:
-    return LocalStack(Path(run_dir)).info()
+DEFAULT_RUN_DIR = Path(__file__).resolve().parent / ".stack"
+
+
+def stack_info(run_dir: str | Path | None = None, *, start: bool = True) -> StackInfo:
+    """The benchmarks' local stack, started (or repaired) first by `replicator stack up`, which is
+    idempotent. Its own run directory by default (tests/perf/.stack, git-ignored): the test suite
+    takes .stack-test down and up again, which would kill a benchmark half-way."""
+    path = Path(run_dir) if run_dir else DEFAULT_RUN_DIR
+    if start:
+        cli = Path(sys.executable).with_name("replicator")
+        done = subprocess.run([str(cli), "stack", "up", "--run-dir", str(path)], capture_output=True, text=True,
+                              check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"replicator stack up --run-dir {path} failed:\n{done.stdout}{done.stderr}")
+    return LocalStack(path).info()
 
 
 def rss_kb(pid: int, field_name: str = "VmRSS") -> int | None:
@@ -59,6 +77,61 @@ def rss_kb(pid: int, field_name: str = "VmRSS") -> int | None:
     return None
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks(pid: int) -> tuple[int, int] | None:
+    """(parent pid, utime + stime ticks) of one process, all its threads included."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rpartition(")")[2].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return int(fields[1]), int(fields[11]) + int(fields[12])
+
+
+class CpuMeter:
+    """CPU seconds spent during a phase by named process trees (a root pid and its descendants),
+    read from /proc: on 2 cores, where the CPU goes says what bounds each phase. Processes that end
+    during the phase are missed (their ticks go to their parent only once reaped)."""
+
+    def __init__(self, roots: dict[str, int]) -> None:
+        self.roots = roots
+        self._start: dict[str, float] = {}
+        self._wall = 0.0
+
+    def _sample(self) -> dict[str, float]:
+        stats: dict[int, tuple[int, int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                found = _cpu_ticks(int(entry))
+                if found is not None:
+                    stats[int(entry)] = found
+        children: dict[int, list[int]] = defaultdict(list)
+        for pid, (ppid, _) in stats.items():
+            children[ppid].append(pid)
+        totals: dict[str, float] = {}
+        for name, root in self.roots.items():
+            ticks, todo = 0, [root]
+            while todo:
+                pid = todo.pop()
+                if pid in stats:
+                    ticks += stats[pid][1]
+                    todo.extend(children.get(pid, ()))
+            totals[name] = ticks / _TICKS
+        return totals
+
+    def start(self) -> None:
+        self._start = self._sample()
+        self._wall = time.monotonic()
+
+    def stop(self) -> str:
+        end = self._sample()
+        wall = time.monotonic() - self._wall
+        parts = [f"{name} {end[name] - self._start.get(name, 0.0):.1f}" for name in self.roots]
+        return f"cpu s: {', '.join(parts)} (wall {wall:.1f} s, load {os.getloadavg()[0]:.1f})"
+
+
 def unique_prefix(kind: str) -> str:
     return f"bench{kind}{uuid.uuid4().hex[:8]}"
 
@@ -71,7 +144,8 @@ def median_line(name: str, seconds: list[float], events: int) -> str:
 
 # -- the migration config ------------------------------------------------------------------------
 def bench_config(info: StackInfo, target: str, prefix: str, group_id: str, *, batch_max_events: int | None = None,
-                 metrics_port: int | None = None) -> tuple[str, MigrationConfig]:
+                 metrics_port: int | None = None,
+                 kafka_options: dict[str, str] | None = None) -> tuple[str, MigrationConfig]:
     """The stack's example config for the engine pair, pointed at our topic prefix, group and table.
     Returns the YAML text (for `replicator -c`) and the parsed config (for in-process runs)."""
     name = "pg-to-pg" if target == "pg" else "mariadb-to-mariadb"
@@ -80,6 +154,8 @@ def bench_config(info: StackInfo, target: str, prefix: str, group_id: str, *, ba
     raw["tables"] = {"include": [f"{SCHEMA}.{TABLE}"]}
     raw.setdefault("connector", {}).pop("history_file", None)
     raw["apply"] = {"group_id": group_id}
+    if kafka_options:
+        raw["kafka"]["options"] = dict(kafka_options)
     if batch_max_events is not None:
         raw["apply"]["batch_max_events"] = batch_max_events
     if metrics_port is not None:
@@ -164,7 +240,7 @@ class Kafka:
         `assign`, no group join) to the last message parsed — the same span as the applier's figure."""
         consumer = Consumer({
             "bootstrap.servers": self.bootstrap, "group.id": group_id, "enable.auto.commit": False,
-            "enable.auto.offset.store": False, "auto.offset.reset": "error", "fetch.wait.max.ms": 100,
+            "enable.auto.offset.store": False, "auto.offset.reset": "error", **LIMIT_CONSUMER_OPTIONS,
         })
         loads = orjson.loads
         try:
@@ -512,16 +588,18 @@ def run_applier(config: MigrationConfig, bench: PostgresBench | MariaDBBench, to
 
 # -- py-spy ---------------------------------------------------------------------------------------
 class Profiler:
-    """py-spy attached to this process for one phase; raw (collapsed) stacks to `path`."""
+    """py-spy attached to this process for one phase; raw (collapsed) stacks to `path`.
+    `idle`: waits (Kafka fetch, database round trips) are sampled too, so shares are of wall time;
+    otherwise only samples where the thread was running count (CPU time)."""
 
-    def __init__(self, path: Path, rate: int = 200) -> None:
+    def __init__(self, path: Path, *, idle: bool, rate: int = 200) -> None:
         exe = Path(sys.executable).with_name("py-spy")
         if not exe.exists():
             raise RuntimeError(f"{exe} not found: .venv/bin/pip install py-spy")
         self.path = path
-        self.proc = subprocess.Popen([str(exe), "record", "--pid", str(os.getpid()), "--rate", str(rate),
-                                      "--format", "raw", "--nonblocking", "--output", str(path)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        command = [str(exe), "record", "--pid", str(os.getpid()), "--rate", str(rate), "--format", "raw",
+                   "--nonblocking", "--output", str(path)] + (["--idle"] if idle else [])
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.5)  # attach
 
     def stop(self) -> None:
@@ -532,70 +610,44 @@ class Profiler:
             self.proc.kill()
 
 
-def profile_top(path: Path, limit: int = 15, thread_filter: str | None = "applier") -> list[str]:
-    """Self and inclusive share of samples per function from py-spy's collapsed stacks."""
+def _function(frame: str) -> str:
+    """py-spy raw frame "name (path/file.py:123)" -> "name (dir/file.py)" (lines merged)."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rpartition(":")[0] or where.rstrip(")")
+    return f"{name} ({'/'.join(Path(path).parts[-2:])})"
+
+
+def profile_top(path: Path, limit: int = 12, thread_marker: str = "ChangeApplier.run") -> list[str]:
+    """Self and inclusive shares of the applier thread's samples per function (py-spy raw stacks)."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
+        if not count_text.isdigit():
             continue
         frames = stack.split(";")
-        if thread_filter and not any(thread_filter in f for f in frames[:2]):
+        if not any(thread_marker in f for f in frames):
             continue
         count = int(count_text)
         total += count
-        names = [_frame_name(f) for f in frames[1:] if f]
-        if not names:
-            continue
+        names = [_function(f) for f in frames if f]
         own[names[-1]] += count
         for name in set(names):
             inclusive[name] += count
-    lines = [f"{total} samples of the applier thread"]
-    lines.append(f"{'self %':>7} {'incl %':>7}  function")
-    for name, count in own.most_common(limit):
-        lines.append(f"{100 * count / total:7.1f} {100 * inclusive[name] / total:7.1f}  {name}")
-    lines.append("top inclusive:")
-    for name, count in inclusive.most_common(limit + 10):
-        lines.append(f"{'':7} {100 * count / total:7.1f}  {name}")
+    if not total:
+        return ["no samples of the applier thread"]
+    lines = [f"{total} samples of the applier thread; by self time:", f"{'self %':>7} {'incl %':>7}  function"]
+    lines += [f"{100 * n / total:7.1f} {100 * inclusive[f] / total:7.1f}  {f}" for f, n in own.most_common(limit)]
+    lines.append("by inclusive time (replicator code):")
+    ours = [(f, n) for f, n in inclusive.most_common() if "apply/" in f or "dialects/" in f]
+    lines += [f"{'':7} {100 * n / total:7.1f}  {f}" for f, n in ours[:limit + 8]]
     return lines
 
 
-def _frame_name(frame: str) -> str:
-    # py-spy raw frames: "function (path/to/file.py:123)"; keep function + file + line
-    name, _, where = frame.partition(" (")
-    where = where.rstrip(")")
-    path, _, line = where.rpartition(":")
-    short = "/".join(Path(path).parts[-2:]) if path else where
-    return f"{name} ({short}:{line})" if line else f"{name} ({short})"
-
-
-def aggregate_by_function(path: Path, thread_filter: str = "applier") -> dict[str, tuple[int, int]]:
-    """Per function (file-level, line numbers dropped): (self samples, inclusive samples)."""
-    own: dict[str, int] = defaultdict(int)
-    inclusive: dict[str, int] = defaultdict(int)
-    for line in path.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        frames = stack.split(";")
-        if thread_filter and not any(thread_filter in f for f in frames[:2]):
-            continue
-        count = int(count_text)
-        names = [_frame_name(f).rsplit(":", 1)[0] + ")" if ":" in _frame_name(f) else _frame_name(f)
-                 for f in frames[1:] if f]
-        if not names:
-            continue
-        own[names[-1]] += count
-        for name in set(names):
-            inclusive[name] += count
-    return {name: (own.get(name, 0), inclusive[name]) for name in inclusive}
-
-
 @contextlib.contextmanager
-def maybe_profile(path: Path | None) -> Any:
-    profiler = Profiler(path) if path is not None else None
+def maybe_profile(path: Path | None, *, idle: bool = False) -> Any:
+    profiler = Profiler(path, idle=idle) if path is not None else None
     try:
         yield profiler
     finally:

@@ -765,3 +765,13 @@ def test_bc_dates_are_postgresql_literals(days: int) -> None:
 def test_timestamps_far_outside_pythons_range() -> None:
     assert timestamp_from_us(-63517780800000000 + 1_500) == "0044-03-15 12:00:00.0015 BC"
     assert timestamp_from_us(253402300800000000) == "10000-01-01 00:00:00"
+
+
+def test_pgoutput_garbled_column_names_are_repaired() -> None:
+    from replicator.apply.decode import repair_pgoutput_name
+
+    garbled = "".join(chr(0xFF00 | b) if b >= 0x80 else chr(b) for b in "ünï ✓".encode())
+    assert repair_pgoutput_name(garbled) == "ünï ✓"
+    assert repair_pgoutput_name("plain_name") == "plain_name"
+    assert repair_pgoutput_name("ünï") == "ünï"  # already right: kept
+    assert repair_pgoutput_name(chr(0xFFC3)) == chr(0xFFC3)  # not valid UTF-8 once rebuilt: kept
