@@ -116,12 +116,14 @@ class RowDecoder:
                     raise ColumnValueError(f"expected {JSON_NAMES[expect]}, got {json_type(value)}")
         except _CONVERSION_ERRORS as exc:
             raise DecodeError(f"cannot decode {ref}: {what} column {name!r}: {exc}") from exc
-        renames = self.renames
-        if renames is not None:
-            row = {renames.get(k, k): v for k, v in row.items()}
-            if unavailable is not None:
-                unavailable = [renames.get(k, k) for k in unavailable]
+        if self.renames is not None:
+            return self._renamed(row, unavailable)
         return row, unavailable
+
+    def _renamed(self, row: Row, unavailable: list[str] | None) -> tuple[Row, list[str] | None]:
+        renames = self.renames or {}
+        return ({renames.get(k, k): v for k, v in row.items()},
+                None if unavailable is None else [renames.get(k, k) for k in unavailable])
 
 
 def repair_pgoutput_name(name: str) -> str:
