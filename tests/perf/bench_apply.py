@@ -49,6 +49,7 @@ from bench_support import (
     maybe_profile,
     median_line,
     profile_top,
+    quiet_heap,
     rss_kb,
     run_applier,
     say,
@@ -158,6 +159,7 @@ def measure(bench: Bench) -> bool:
                       "target-db": bench.info.processes[db_name].pid})
     expected: TableState | None = None
     for run in range(1, args.runs + 1):
+        quiet_heap()
         meter.start()
         a = bench.kafka.consume_and_parse(bench.topic, bench.messages, f"{bench.prefix}-limit-{run}")
         cpu_a = meter.stop()
@@ -178,6 +180,7 @@ def measure(bench: Bench) -> bool:
         target.reset()
         target.clear_offsets(bench.topic)
         config = bench.config(str(run))
+        quiet_heap()
         meter.start()
         applied = run_applier(config, target, bench.topic, bench.messages)
         cpu_c = meter.stop()
@@ -212,6 +215,7 @@ def report(bench: Bench) -> int:
         bench.target.reset()
         bench.target.clear_offsets(bench.topic)
         config = bench.config("profile")
+        quiet_heap()
         with maybe_profile(args.profile, idle=args.profile_wall):
             applied = run_applier(config, bench.target, bench.topic, bench.messages)
         say(f"\nprofiled run (py-spy attached, {'wall clock' if args.profile_wall else 'CPU'} samples, not in the "
