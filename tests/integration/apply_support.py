@@ -55,15 +55,21 @@ class ApplyProcess:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
 
-    def metric(self, name: str) -> float:
-        """Sum of a metric's samples on the applier's /metrics (0 when absent)."""
+    def metric(self, selector: str) -> float:
+        """Sum of the samples of `name` or `name{label="value",...}` (labels in any order) on /metrics."""
+        import re
+
         import httpx
 
+        name, _, wanted = selector.partition("{")
+        want = set(re.findall(r'(\w+)="([^"]*)"', wanted))
         body = httpx.get(f"http://{self.metrics_address}/metrics", timeout=5).text
         total = 0.0
         for line in body.splitlines():
-            if line.startswith(name) and (len(line) == len(name) or line[len(name)] in " {"):
-                total += float(line.rsplit(" ", 1)[1])
+            sample, _, value = line.rpartition(" ")
+            sample_name, _, labels = sample.partition("{")
+            if sample_name == name and want <= set(re.findall(r'(\w+)="([^"]*)"', labels)):
+                total += float(value)
         return total
 
     def output(self) -> str:

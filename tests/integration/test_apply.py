@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.apply_support import ApplyProcess, target_rows, target_sql, wait_equal
+from tests.integration.apply_support import ApplyProcess, target_rows, target_sql, wait_equal, wait_until
 from tests.integration.conftest import Scenario, run_cli
 
 pytestmark = pytest.mark.integration
@@ -39,6 +39,13 @@ def test_pg_to_pg_inserts_updates_deletes_and_sigterm(pg_scenario: Scenario, tmp
         offsets = target_rows(s, "SELECT topic, next_offset FROM replicator.apply_offsets "
                                  f"WHERE topic = '{s.prefix}.{ns}.items'")
         assert offsets and offsets[0][1] > 0
+        table = f'table="{ns}.items"'
+        assert proc.metric(f'replicator_apply_events_total{{{table},op="c"}}') == 500
+        assert proc.metric(f'replicator_apply_events_total{{{table},op="d"}}') == 500 // 7
+        assert proc.metric("replicator_apply_batch_seconds_count") >= 1
+        # caught up and idle: the lag reads 0 and no partition is behind
+        wait_until(lambda: proc.metric("replicator_replication_lag_seconds") == 0
+                   and proc.metric("replicator_consumer_lag_messages") == 0, 30, "lag 0 when idle", proc)
     finally:
         proc.signal(signal.SIGTERM)
     assert proc.stop() == 0, proc.output()
