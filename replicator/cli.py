@@ -193,12 +193,14 @@ def connectors_delete(obj: _Context, drop_slot: bool) -> None:
 
 @cli.command("serve")
 @click.option("--apply-connectors", is_flag=True, help="Register the connector first (idempotent; retried).")
+@click.option("--no-apply", is_flag=True, help="Only watch the connector; do not apply change events.")
 @click.pass_obj
-def serve(obj: _Context, apply_connectors: bool) -> None:
-    """Run the long-lived service: watch the pipeline, serve /metrics and /healthz, until SIGTERM."""
+def serve(obj: _Context, apply_connectors: bool, no_apply: bool) -> None:
+    """Run the long-lived service: connector, change applier, /metrics and /healthz, until SIGTERM."""
     from replicator.service import serve_forever
 
-    serve_forever(obj.config(), apply_connectors=apply_connectors, say=lambda line: err.print(line, markup=False))
+    serve_forever(obj.config(), apply_connectors=apply_connectors, apply_changes=not no_apply,
+                  say=lambda line: err.print(line, markup=False))
 
 
 @cli.command("apply")

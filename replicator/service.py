@@ -1,8 +1,8 @@
 """The long-running service (`replicator serve`): the composition root.
 
 One supervisor owns the stop event; SIGTERM/SIGINT set it, every loop checks it and sleeps only in
-bounded steps. Today the service keeps the Debezium connector registered and watched, and serves
-/metrics and /healthz; the apply, snapshot and reconcile stages join this loop as they land.
+bounded steps. The service keeps the Debezium connector registered and watched, applies the change
+events (replicator.apply), and serves /metrics and /healthz; snapshot and reconcile join as they land.
 """
 
 from __future__ import annotations
@@ -41,12 +41,12 @@ class Service:
 
     def run(self, *, apply_connectors: bool) -> None:
         if apply_connectors:
-            self._apply_connector_until_done()
+            self.apply_connector_until_done()
         while not self._supervisor.stop.is_set():
             self._watch_connector()
             self._supervisor.stop.wait(self._poll_interval_s)
 
-    def _apply_connector_until_done(self) -> None:
+    def apply_connector_until_done(self) -> None:
         """Retry while Kafka, Connect or the source are still coming up; stop on anything else."""
         delay = 1.0
         while not self._supervisor.stop.is_set():
@@ -74,7 +74,10 @@ class Service:
             self._say(f"connector {current.name} {current.failure}")
 
 
-def serve_forever(config: MigrationConfig, *, apply_connectors: bool, say: Callable[[str], None]) -> None:
+def serve_forever(config: MigrationConfig, *, apply_connectors: bool, apply_changes: bool,
+                  say: Callable[[str], None]) -> None:
+    """`replicator serve`: registers and watches the connector (in a thread), applies the change
+    events (in the main thread), serves /metrics and /healthz; SIGTERM finishes the batch in flight."""
     from replicator.metrics import MetricsServer, PrometheusSensor
 
     supervisor = Supervisor()
@@ -83,19 +86,49 @@ def serve_forever(config: MigrationConfig, *, apply_connectors: bool, say: Calla
     started = time.monotonic()
     server = MetricsServer(config.metrics.address, sensor, healthy=lambda: not supervisor.stop.is_set())
     say(f"serving /metrics and /healthz on {config.metrics.address}")
+    service = Service(config, sensor, supervisor, say=say)
     try:
-        Service(config, sensor, supervisor, say=say).run(apply_connectors=apply_connectors)
+        if apply_connectors:
+            service.apply_connector_until_done()
+        if apply_changes:
+            watcher = threading.Thread(target=service.run, kwargs={"apply_connectors": False},
+                                       name="connector-watch", daemon=True)
+            watcher.start()
+            _apply_until_stopped(config, sensor, supervisor, say)
+        else:
+            service.run(apply_connectors=False)
     finally:
         server.close()
         say(f"stopped after {time.monotonic() - started:.0f} s")
 
 
-def apply_forever(config: MigrationConfig, *, say: Callable[[str], None]) -> None:
-    """`replicator apply`: the change applier with /metrics, until SIGTERM/SIGINT; then the batch in
-    flight is finished and committed, and the process exits 0."""
+def _apply_until_stopped(config: MigrationConfig, sensor: Sensor, supervisor: Supervisor,
+                         say: Callable[[str], None]) -> None:
+    """Run the applier; rebuild it after a retryable failure (broker or target away), stop on others."""
     from replicator.apply.applier import ChangeApplier
     from replicator.dialects import target_writer_for
     from replicator.kafka.dead_letters import KafkaDeadLetterSink
+
+    sink = KafkaDeadLetterSink(config.kafka, config.dead_letter_topic)
+    delay = 1.0
+    while not supervisor.stop.is_set():
+        try:
+            applier = ChangeApplier(config, lambda: target_writer_for(config.target, config.state_schema),
+                                    sensor, supervisor.stop, dead_letters=sink)
+            applier.run()
+            return
+        except ReplicatorError as exc:
+            if not exc.retryable:
+                raise
+            sensor.on_service_error("apply")
+            say(f"{exc.line()} (retrying in {delay:.0f} s)")
+            supervisor.stop.wait(delay)
+            delay = min(delay * 2, 30.0)
+
+
+def apply_forever(config: MigrationConfig, *, say: Callable[[str], None]) -> None:
+    """`replicator apply`: the change applier with /metrics, until SIGTERM/SIGINT; then the batch in
+    flight is finished and committed, and the process exits 0."""
     from replicator.metrics import MetricsServer, PrometheusSensor
 
     supervisor = Supervisor()
@@ -104,22 +137,8 @@ def apply_forever(config: MigrationConfig, *, say: Callable[[str], None]) -> Non
     server = MetricsServer(config.metrics.address, sensor, healthy=lambda: not supervisor.stop.is_set())
     say(f"applying changes of topic prefix {config.kafka.topic_prefix} to {config.target.describe()}; "
         f"/metrics on {config.metrics.address}")
-    sink = KafkaDeadLetterSink(config.kafka, config.dead_letter_topic)
-    delay = 1.0
     try:
-        while not supervisor.stop.is_set():
-            try:
-                applier = ChangeApplier(config, lambda: target_writer_for(config.target, config.state_schema),
-                                        sensor, supervisor.stop, dead_letters=sink)
-                applier.run()
-                break
-            except ReplicatorError as exc:
-                if not exc.retryable:
-                    raise
-                sensor.on_service_error("apply")
-                say(f"{exc.line()} (retrying in {delay:.0f} s)")
-                supervisor.stop.wait(delay)
-                delay = min(delay * 2, 30.0)
+        _apply_until_stopped(config, sensor, supervisor, say)
     finally:
         server.close()
     say("stopped: the last batch is committed")
