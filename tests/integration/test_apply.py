@@ -50,3 +50,38 @@ def test_pg_to_pg_inserts_updates_deletes_and_sigterm(pg_scenario: Scenario, tmp
         proc.signal(signal.SIGTERM)
     assert proc.stop() == 0, proc.output()
     assert "Traceback" not in proc.output()
+
+
+def test_lost_broker_data_and_multi_partition_topics_halt_with_one_line(pg_scenario: Scenario,
+                                                                         tmp_path: Path) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    s = pg_scenario
+    ns = s.namespace
+    ddl = f"CREATE TABLE {ns}.items (id int PRIMARY KEY)"
+    s.source_sql(ddl)
+    target_sql(s, f"CREATE SCHEMA {ns}", ddl)
+    proc = start(s, tmp_path)
+    topic = f"{s.prefix}.{ns}.items"
+    try:
+        s.source_sql(f"INSERT INTO {ns}.items VALUES (1), (2)")
+        wait_equal(s, f"SELECT * FROM {ns}.items ORDER BY id", proc=proc)
+    finally:
+        assert proc.stop() == 0
+    # our state says more was applied than the broker holds: the broker lost acknowledged events
+    target_sql(s, f"UPDATE replicator.apply_offsets SET next_offset = 1000000 WHERE topic = '{topic}'")
+    lost = ApplyProcess(s.config_path, tmp_path / "lost.log").start()
+    wait_until(lambda: not lost.alive(), 60, "the applier to halt")
+    errors = [line for line in lost.output().splitlines() if line.startswith("replicator: error")]
+    assert len(errors) == 1 and topic in errors[0] and "lost" in errors[0], lost.output()
+    target_sql(s, f"UPDATE replicator.apply_offsets SET next_offset = NULL WHERE topic = '{topic}'")
+
+    # a table topic with two partitions would lose the table's order
+    admin = AdminClient({"bootstrap.servers": s.stack.bootstrap_servers})
+    split = f"{s.prefix}.{ns}.split"
+    admin.create_topics([NewTopic(split, 2, 1)])[split].result(30)
+    refused = ApplyProcess(s.config_path, tmp_path / "split.log").start()
+    wait_until(lambda: not refused.alive(), 60, "the applier to refuse the topic")
+    errors = [line for line in refused.output().splitlines() if line.startswith("replicator: error")]
+    assert len(errors) == 1 and split in errors[0] and "2 partitions" in errors[0], refused.output()
+    assert "Traceback" not in refused.output() + lost.output()

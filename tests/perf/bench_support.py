@@ -321,17 +321,17 @@ class PostgresBench:
         self.conn.execute(f"COMMENT ON TABLE {SCHEMA}.w_seed IS '{mark}'")
         return True
 
-    def reset(self) -> None:
-        """bench.w := the seed, with its primary key, vacuumed, analysed and checkpointed (not timed)."""
+    def reset(self, table: str = TABLE) -> None:
+        """bench.<table> := the seed, with its primary key, vacuumed, analysed and checkpointed."""
         c = self.conn
-        c.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{TABLE}")
-        c.execute(f"CREATE TABLE {SCHEMA}.{TABLE} (LIKE {SCHEMA}.w_seed INCLUDING DEFAULTS)")
-        c.execute(f"INSERT INTO {SCHEMA}.{TABLE} SELECT * FROM {SCHEMA}.w_seed")
-        c.execute(f"ALTER TABLE {SCHEMA}.{TABLE} ADD PRIMARY KEY (id)")
-        c.execute(f"VACUUM ANALYZE {SCHEMA}.{TABLE}")
+        c.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{table}")
+        c.execute(f"CREATE TABLE {SCHEMA}.{table} (LIKE {SCHEMA}.w_seed INCLUDING DEFAULTS)")
+        c.execute(f"INSERT INTO {SCHEMA}.{table} SELECT * FROM {SCHEMA}.w_seed")
+        c.execute(f"ALTER TABLE {SCHEMA}.{table} ADD PRIMARY KEY (id)")
+        c.execute(f"VACUUM ANALYZE {SCHEMA}.{table}")
         c.execute("CHECKPOINT")
 
-    def write_final(self, upserts: list[tuple[Any, ...]], deletes: list[int]) -> float:
+    def write_final(self, upserts: list[tuple[Any, ...]], deletes: list[int], table: str = TABLE) -> float:
         """Physical limit (b): the final rows by COPY (psycopg write_row, text format) into a temp
         table, one INSERT … ON CONFLICT DO UPDATE, the deleted keys by COPY into a second temp
         table and one DELETE … USING; one transaction. Seconds from BEGIN to COMMIT, COPY
@@ -340,7 +340,7 @@ class PostgresBench:
         sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:])
         started = time.monotonic()
         with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.execute(f"CREATE TEMP TABLE bench_up ON COMMIT DROP AS SELECT * FROM {SCHEMA}.{TABLE} WITH NO DATA")
+            cur.execute(f"CREATE TEMP TABLE bench_up ON COMMIT DROP AS SELECT * FROM {SCHEMA}.{table} WITH NO DATA")
             cur.execute("CREATE TEMP TABLE bench_del (id bigint) ON COMMIT DROP")
             with cur.copy(f"COPY bench_up ({cols}) FROM STDIN") as copy:
                 for row in upserts:
@@ -348,16 +348,16 @@ class PostgresBench:
             with cur.copy("COPY bench_del (id) FROM STDIN") as copy:
                 for id_ in deletes:
                     copy.write_row((id_,))
-            cur.execute(f"INSERT INTO {SCHEMA}.{TABLE} ({cols}) SELECT {cols} FROM bench_up "
+            cur.execute(f"INSERT INTO {SCHEMA}.{table} ({cols}) SELECT {cols} FROM bench_up "
                         f"ON CONFLICT (id) DO UPDATE SET {sets}")
-            cur.execute(f"DELETE FROM {SCHEMA}.{TABLE} t USING bench_del s WHERE t.id = s.id")
+            cur.execute(f"DELETE FROM {SCHEMA}.{table} t USING bench_del s WHERE t.id = s.id")
         return time.monotonic() - started
 
-    def state(self) -> TableState:
+    def state(self, table: str = TABLE) -> TableState:
         """Row count and the sum of a 60-bit slice of md5(row text) over all rows, in the database."""
         count, total = self.conn.execute(
             f"SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0) "
-            f"FROM {SCHEMA}.{TABLE} t").fetchone()
+            f"FROM {SCHEMA}.{table} t").fetchone()
         return TableState(int(count), str(total))
 
     def clear_offsets(self, topic: str, state_schema: str = "replicator") -> None:
@@ -373,7 +373,7 @@ class PostgresBench:
         return None if row is None or row[0] is None else int(row[0])
 
     def drop_work(self, seed: bool) -> None:
-        self.conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{TABLE}")
+        self.conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{TABLE}, {SCHEMA}.w_expected")
         if seed:
             self.conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
 
@@ -441,13 +441,13 @@ class MariaDBBench:
         self.run(f"ANALYZE TABLE {SCHEMA}.w_seed")
         return True
 
-    def reset(self) -> None:
-        """bench.w := the seed (not timed), then wait (≤ 60 s) for InnoDB to flush what that dirtied,
+    def reset(self, table: str = TABLE) -> None:
+        """bench.<table> := the seed, then wait (≤ 60 s) for InnoDB to flush what that dirtied,
         so the timed phase does not pay for the reset's writes."""
-        self.run(f"DROP TABLE IF EXISTS {SCHEMA}.{TABLE}")
-        self.run(f"CREATE TABLE {SCHEMA}.{TABLE} LIKE {SCHEMA}.w_seed")
-        self.run(f"INSERT INTO {SCHEMA}.{TABLE} SELECT * FROM {SCHEMA}.w_seed")
-        self.run(f"ANALYZE TABLE {SCHEMA}.{TABLE}")
+        self.run(f"DROP TABLE IF EXISTS {SCHEMA}.{table}")
+        self.run(f"CREATE TABLE {SCHEMA}.{table} LIKE {SCHEMA}.w_seed")
+        self.run(f"INSERT INTO {SCHEMA}.{table} SELECT * FROM {SCHEMA}.w_seed")
+        self.run(f"ANALYZE TABLE {SCHEMA}.{table}")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             dirty = self.run("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'")
@@ -455,13 +455,13 @@ class MariaDBBench:
                 break
             time.sleep(0.5)
 
-    def write_final(self, upserts: list[tuple[Any, ...]], deletes: list[int]) -> float:
+    def write_final(self, upserts: list[tuple[Any, ...]], deletes: list[int], table: str = TABLE) -> float:
         """Physical limit (b): the final rows written as a tab-separated file and LOAD DATA LOCAL
         INFILE into a temporary table, then UPDATE … JOIN for the rows that exist, INSERT … SELECT …
         WHERE NOT EXISTS for the new ones, and the deleted keys by LOAD DATA into a second
         temporary table and one DELETE … JOIN; one transaction. Seconds from writing the file to
         COMMIT (the rows were computed before)."""
-        target = f"{SCHEMA}.{TABLE}"
+        target = f"{SCHEMA}.{table}"
         sets = ", ".join(f"t.{c} = s.{c}" for c in COLUMNS[1:])
         cols = ", ".join(COLUMNS)
         started = time.monotonic()
@@ -479,11 +479,12 @@ class MariaDBBench:
         self.run("DROP TEMPORARY TABLE bench_up, bench_del")
         return elapsed
 
-    def state(self) -> TableState:
+    def state(self, table: str = TABLE) -> TableState:
+        """Row count and the sum of a 60-bit slice of md5(the row's fields) over all rows, in the database."""
         parts = ", ".join(f"IFNULL({c}, '~')" for c in COLUMNS)
         count, total = self.run(
             f"SELECT COUNT(*), IFNULL(SUM(CAST(CONV(SUBSTRING(MD5(CONCAT_WS('|', {parts})), 1, 15), 16, 10) "
-            f"AS UNSIGNED)), 0) FROM {SCHEMA}.{TABLE}")[0]
+            f"AS UNSIGNED)), 0) FROM {SCHEMA}.{table}")[0]
         return TableState(int(count), str(total))
 
     def clear_offsets(self, topic: str, state_schema: str = "replicator") -> None:
@@ -501,7 +502,7 @@ class MariaDBBench:
         return None if not rows or rows[0][0] is None else int(rows[0][0])
 
     def drop_work(self, seed: bool) -> None:
-        self.run(f"DROP TABLE IF EXISTS {SCHEMA}.{TABLE}")
+        self.run(f"DROP TABLE IF EXISTS {SCHEMA}.{TABLE}, {SCHEMA}.w_expected")
         if seed:
             self.run(f"DROP DATABASE IF EXISTS {SCHEMA}")
 

@@ -135,3 +135,15 @@ def test_table_selection_globs() -> None:
     assert not tables.selects("other", "orders")
     bare = parse(VALID.replace('include: ["public.*"]', "include: [orders]")).tables
     assert bare.selects("any", "orders") and not bare.selects("any", "order")
+
+
+def test_target_names_follow_renames_then_target_schema() -> None:
+    from replicator.config import TableSelection
+
+    same = TableSelection()
+    assert same.target_for("shop", "orders") == ("shop", "orders")
+    moved = TableSelection(rename={"shop.orders": "sales.orders_v2", "shop.users": "people"},
+                           target_schema="app")
+    assert moved.target_for("shop", "orders") == ("sales", "orders_v2")
+    assert moved.target_for("shop", "users") == ("app", "people")
+    assert moved.target_for("shop", "items") == ("app", "items")
