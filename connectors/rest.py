@@ -91,11 +91,29 @@ class KafkaConnect:
         self._raise_for(response, "(list)")
         return sorted(response.json())
 
-    def delete(self, name: str) -> bool:
-        response = self._call("DELETE", f"/connectors/{name}")
+    def delete(self, name: str, timeout_s: float = 30.0) -> bool:
+        """Stop the connector, forget its source offsets, then delete it (False: it did not exist).
+
+        Kafka Connect keeps a deleted connector's offsets and hands them to a new connector of the
+        same name, which then resumes at a stale position (seen: a MySQL connector skipping the
+        first row after the old position). Offsets can only be reset while STOPPED (KIP-875)."""
+        response = self._call("PUT", f"/connectors/{name}/stop")
         if response.status_code == 404:
             return False
         self._raise_for(response, name)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = self.status(name)
+            if status is None or status.get("connector", {}).get("state") == "STOPPED":
+                break
+            if time.monotonic() > deadline:
+                raise ConnectorError(f"connector {name} did not stop within {timeout_s:.0f} s",
+                                     hint="see the Kafka Connect log, then run delete again")
+            time.sleep(0.2)
+        self._raise_for(self._call("DELETE", f"/connectors/{name}/offsets"), name)
+        response = self._call("DELETE", f"/connectors/{name}")
+        if response.status_code != 404:
+            self._raise_for(response, name)
         return True
 
     def restart(self, name: str) -> None:

@@ -49,5 +49,8 @@ def test_demo_shows_events_from_both_sources(stack: StackInfo) -> None:
     result = run_cli("stack", "demo", "--seconds", "3", "--run-dir", str(RUN_DIR))
     assert "[postgres] public.demo_customers op=c" in result.stdout
     assert "[mariadb ] app.demo_orders    op=c" in result.stdout
+    for table in ("public.demo_customers", "public.demo_audit_log", "app.demo_orders"):  # applied, compared
+        assert any(line.split()[:1] == [table] and line.endswith("target equals source")
+                   for line in result.stdout.splitlines()), result.stdout
     for name in ("pg-to-pg", "mariadb-to-pg"):
         run_cli("-c", str(stack.run_dir / "configs" / f"{name}.yaml"), "connectors", "delete", "--drop-slot")
