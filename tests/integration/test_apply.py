@@ -85,3 +85,25 @@ def test_lost_broker_data_and_multi_partition_topics_halt_with_one_line(pg_scena
     errors = [line for line in refused.output().splitlines() if line.startswith("replicator: error")]
     assert len(errors) == 1 and split in errors[0] and "2 partitions" in errors[0], refused.output()
     assert "Traceback" not in refused.output() + lost.output()
+
+
+def test_recreated_connector_first_transaction_is_applied(pg_scenario: Scenario, tmp_path: Path) -> None:
+    """A new connector's first transaction has no lastCommitLsn; it must not pass for a duplicate of
+    what the old connector's events left as our stored position."""
+    s = pg_scenario
+    ns = s.namespace
+    ddl = f"CREATE TABLE {ns}.items (id int PRIMARY KEY, v text)"
+    s.source_sql(ddl)
+    target_sql(s, f"CREATE SCHEMA {ns}", ddl)
+    proc = start(s, tmp_path)
+    try:
+        s.source_sql(f"INSERT INTO {ns}.items VALUES (1, 'a')", f"INSERT INTO {ns}.items VALUES (2, 'b')")
+        wait_equal(s, f"SELECT * FROM {ns}.items ORDER BY id", proc=proc)
+        run_cli("-c", str(s.config_path), "connectors", "delete", "--drop-slot")
+        run_cli("-c", str(s.config_path), "connectors", "apply")
+        s.source_sql(f"UPDATE {ns}.items SET v = 'first after' WHERE id = 1",
+                     f"INSERT INTO {ns}.items VALUES (3, 'c')")
+        wait_equal(s, f"SELECT * FROM {ns}.items ORDER BY id", proc=proc)
+    finally:
+        code = proc.stop()
+    assert code == 0, proc.output()
