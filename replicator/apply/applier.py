@@ -92,14 +92,20 @@ class ChangeApplier:
     def run(self) -> None:
         """Apply until the stop event is set; the batch in flight is finished and committed first."""
         next_housekeeping = 0.0
+        delay = 0.5
         try:
             while not self._stop.is_set():
-                messages = self._fetch()
-                if messages:
-                    self._apply_with_retry(messages)
-                if time.monotonic() >= next_housekeeping:
-                    self._housekeeping()
-                    next_housekeeping = time.monotonic() + 2.0
+                try:
+                    messages = self._fetch()
+                    if messages:
+                        self._apply_batch(messages)
+                    if time.monotonic() >= next_housekeeping:
+                        self._housekeeping()
+                        next_housekeeping = time.monotonic() + 2.0
+                    delay = 0.5
+                except Exception as exc:
+                    self._recover(exc, delay)  # raises what retrying cannot cure
+                    delay = min(delay * 2, 30.0)
         finally:
             self._consumer.close()
             self._writer.close()
@@ -142,29 +148,34 @@ class ChangeApplier:
         self._lag.report(self._sensor, self._stored, watermarks)
 
     # -- one batch -----------------------------------------------------------------------------
-    def _apply_with_retry(self, messages: list[Message]) -> None:
-        delay = 0.5
+    def _apply_batch(self, messages: list[Message]) -> None:
+        try:
+            self._apply(messages)
+        except FencedError:
+            self._sensor.on_apply_skipped("fenced", len(messages))
+            log.warning("our stored offsets moved: another instance owns these partitions now; batch dropped")
+            self._resync(reconnect=False)
+
+    def _recover(self, exc: Exception, delay: float) -> None:
+        """After a transient failure (target connection lost, deadlock, broker away): roll back, wait,
+        reconnect, re-read the stored offsets and seek there; the same events are fetched again."""
         while True:
+            if not self._transient(exc):
+                self._safe_rollback()
+                raise exc
+            reason = exc.line() if isinstance(exc, ReplicatorError) else self._writer.describe_error(exc)
+            self._sensor.on_apply_retry(type(exc).__name__)
+            log.warning("transient failure, retrying in %.1f s: %s", delay, reason)
+            self._stop.wait(delay)
             try:
-                self._apply(messages)
-                return
-            except FencedError:
-                self._sensor.on_apply_skipped("fenced", len(messages))
-                log.warning("our stored offsets moved: another instance owns these partitions now; batch dropped")
-                self._resync(reconnect=False)
-                return
-            except Exception as exc:
-                transient = exc.retryable if isinstance(exc, ReplicatorError) else self._writer.is_transient(exc)
-                if not transient:
-                    self._safe_rollback()
-                    raise
-                reason = exc.line() if isinstance(exc, ReplicatorError) else self._writer.describe_error(exc)
-                self._sensor.on_apply_retry(type(exc).__name__)
-                log.warning("transient target failure, retrying in %.1f s: %s", delay, reason)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)
                 self._resync(reconnect=True)
-                return  # the same messages are fetched again from the stored offsets
+                return
+            except Exception as again:  # still away: wait longer
+                exc = again
+                delay = min(delay * 2, 30.0)
+
+    def _transient(self, exc: Exception) -> bool:
+        return exc.retryable if isinstance(exc, ReplicatorError) else self._writer.is_transient(exc)
 
     def _safe_rollback(self) -> None:
         try:

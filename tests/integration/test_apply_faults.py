@@ -171,3 +171,27 @@ def test_zombie_instance_writes_nothing_stale_and_two_instances_converge(pg_scen
         first.signal(signal.SIGCONT)
         codes = (first.stop(), second.stop())
     assert codes == (0, 0), first.output() + second.output()
+
+
+def test_target_connection_killed_under_load_is_retried(pg_scenario: Scenario, tmp_path: Path) -> None:
+    """The target drops the applier's connection mid-stream (pg_terminate_backend): the batch rolls
+    back, the applier reconnects, re-reads its offsets and goes on; nothing lost, nothing doubled."""
+    s = pg_scenario
+    config = prepare(s)
+    load = SourceLoad(s, seed=9)
+    load.start()
+    proc = ApplyProcess(config, tmp_path / "apply.log").start()
+    try:
+        for _ in range(5):
+            time.sleep(1.5)
+            target_sql(s, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE application_name = 'replicator' AND pid <> pg_backend_pid()")
+        load.stop.set()
+        load.join(30)
+        assert load.error is None, load.error
+        assert_converged(s, proc)
+        assert proc.metric("replicator_apply_retries_total") >= 1, proc.output()
+    finally:
+        load.stop.set()
+        code = proc.stop()
+    assert code == 0, proc.output()
