@@ -274,6 +274,8 @@ class ChangeApplier:
             if not isinstance(record, ChangeEvent | SchemaChange | LogicalMessage):
                 continue  # tombstones, transaction markers
             position = record.position
+            if position is not None and not position.ordered:
+                position = None  # first transaction of a fresh connector: see SourcePosition.ordered
             if position is not None and stored is not None:
                 duplicate = position < stored or (position == stored and not (
                     isinstance(record, ChangeEvent) and record.old_key is not None and accepted_key_change_delete))
@@ -300,7 +302,7 @@ class ChangeApplier:
 
     @staticmethod
     def _last_position(events: list[ChangeEvent], fallback: SourcePosition | None) -> SourcePosition | None:
-        positions = [e.position for e in events if e.position is not None]
+        positions = [e.position for e in events if e.position is not None and e.position.ordered]
         return positions[-1] if positions else fallback
 
     def _reject_undecodable(self, message: Message, exc: DecodeError, letters: list[DeadLetter]) -> None:

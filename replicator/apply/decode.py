@@ -248,21 +248,18 @@ class EnvelopeDecoder:
             found = self._tables[(schema, name)] = TableId(schema, name)
         return found
 
-    def _position(self, ref: RecordRef, flavour: str | None, source: dict[str, Any]) -> SourcePosition | None:
-        """The event's place in the source's commit order, or None when it has none we can trust.
-
-        PostgreSQL: `sequence` is '["<lastCommitLsn>","<lsn>"]'. The first is null only for the first
-        transaction of a connector that starts without offsets (a restarted connector restores it),
-        so such an event cannot be a re-send; it has no commit order either, so it gets no position:
-        it is always applied and does not move the stored position (the next transaction's events
-        carry its commit LSN)."""
+    def _position(self, ref: RecordRef, flavour: str | None, source: dict[str, Any]) -> SourcePosition:
+        """The event's place in the source's order. PostgreSQL: `sequence` is
+        '["<lastCommitLsn>","<lsn>"]'; the first is null for the first transaction of a connector that
+        starts without offsets, and then the position has major 0, i.e. no known commit order
+        (`SourcePosition.ordered` is False): see the applier for what that means."""
         try:
             if flavour == _PG:
                 sequence = source.get("sequence")
                 if sequence is None:
-                    return None
+                    return SourcePosition(0, int(source["lsn"]), 0)
                 last_commit, lsn = orjson.loads(sequence)
-                return None if last_commit is None else SourcePosition(int(last_commit), int(lsn), 0)
+                return SourcePosition(int(last_commit or 0), int(lsn), 0)
             # binlog: "binlog.000004" → 4, then the event's position and its row inside the event
             file_number = int(source["file"].rpartition(".")[2])
             return SourcePosition(file_number, int(source["pos"]), int(source.get("row") or 0))

@@ -31,6 +31,14 @@ class SourcePosition:
     def __str__(self) -> str:
         return f"{self.major}/{self.minor}/{self.row}"
 
+    @property
+    def ordered(self) -> bool:
+        """False when the commit order is unknown: PostgreSQL's first transaction of a connector that
+        started without offsets has no lastCommitLsn (binlog file numbers start at 1). Such an event
+        cannot be a re-send (a restarted connector restores lastCommitLsn), so it is never taken for a
+        duplicate, and it is never stored as the partition's position (it would move it backwards)."""
+        return self.major > 0
+
 
 @dataclass(frozen=True, slots=True)
 class RecordRef:

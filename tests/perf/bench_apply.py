@@ -164,9 +164,17 @@ def measure(bench: Bench) -> bool:
         a = bench.kafka.consume_and_parse(bench.topic, bench.messages, f"{bench.prefix}-limit-{run}")
         cpu_a = meter.stop()
 
-        target.reset()
-        meter.start()
-        b = target.write_final(bench.upserts, bench.deletes)
+        for attempt in (1, 2):
+            target.reset()
+            meter.start()
+            try:
+                b = target.write_final(bench.upserts, bench.deletes)
+                break
+            except Exception as exc:  # e.g. MariaDB losing its own temp file under /tmp to a cleanup
+                target.abandon()
+                if attempt == 2:
+                    raise
+                say(f"   (b) failed ({exc!r}); once more after a reset")
         cpu_b = meter.stop()
         written = target.state()
         if written.rows != bench.expected_rows:

@@ -353,6 +353,9 @@ class PostgresBench:
             cur.execute(f"DELETE FROM {SCHEMA}.{table} t USING bench_del s WHERE t.id = s.id")
         return time.monotonic() - started
 
+    def abandon(self) -> None:
+        """After a failed (b): nothing to undo (its transaction block rolled back)."""
+
     def state(self, table: str = TABLE) -> TableState:
         """Row count and the sum of a 60-bit slice of md5(row text) over all rows, in the database."""
         count, total = self.conn.execute(
@@ -478,6 +481,11 @@ class MariaDBBench:
         elapsed = time.monotonic() - started
         self.run("DROP TEMPORARY TABLE bench_up, bench_del")
         return elapsed
+
+    def abandon(self) -> None:
+        """After a failed (b): roll back and drop its temporary tables."""
+        self.run("ROLLBACK")
+        self.run("DROP TEMPORARY TABLE IF EXISTS bench_up, bench_del")
 
     def state(self, table: str = TABLE) -> TableState:
         """Row count and the sum of a 60-bit slice of md5(the row's fields) over all rows, in the database."""

@@ -557,15 +557,16 @@ def test_incremental_snapshot_reads_have_no_position_either() -> None:
 
 def test_pg_positions_come_from_the_sequence() -> None:
     records = decode_file("pg_default_types_stream")
-    # the first transaction of a connector without offsets has no lastCommitLsn: no trusted position
-    assert isinstance(records[0], ChangeEvent) and records[0].position is None
+    # the first transaction of a connector without offsets has no lastCommitLsn: no known commit order
+    assert isinstance(records[0], ChangeEvent) and records[0].position == SourcePosition(0, 24456056, 0)
+    assert not records[0].position.ordered and records[1].position is not None and records[1].position.ordered
     assert isinstance(records[1], ChangeEvent) and records[1].position == SourcePosition(24456912, 24456912, 0)
     assert records[0].txid == 775 and records[0].table == TableId("dbzref", "pg_types")
     toast = decode_file("pg_default_toast")[2]
     assert isinstance(toast, ChangeEvent) and toast.position == SourcePosition(24498416, 24509040, 0)
     line = synthetic([{"field": "id", "type": "int32"}], {"id": 1}, sequence=None, lsn=4242)
     record = decode_line(EnvelopeDecoder(), line)
-    assert isinstance(record, ChangeEvent) and record.position is None
+    assert isinstance(record, ChangeEvent) and record.position == SourcePosition(0, 4242, 0)
 
 
 def test_mysql_positions_are_file_pos_row() -> None:
