@@ -37,13 +37,13 @@ from replicator import faults
 from replicator.apply.batch import incomplete_key_change_tail
 from replicator.apply.consumer import ChangeConsumer, support_topics
 from replicator.apply.decode import EnvelopeDecoder
-from replicator.apply.events import ChangeEvent, Heartbeat, LogicalMessage, SchemaChange, SourcePosition
 from replicator.apply.executor import DeadLetterSink, StepExecutor
 from replicator.apply.lag import LagTracker
 from replicator.apply.routing import Router
 from replicator.config import Engine, MigrationConfig
 from replicator.dialects.base import DeadLetter, OffsetUpdate, Partition, StoredOffset, TargetWriter
 from replicator.errors import DecodeError, ReplicatorError
+from replicator.events import ChangeEvent, Heartbeat, LogicalMessage, SchemaChange, SourcePosition
 from replicator.sensor import Sensor
 
 log = logging.getLogger(__name__)

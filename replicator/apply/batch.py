@@ -30,8 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from replicator.apply.events import ChangeEvent, Row
 from replicator.dialects.base import TargetTable
+from replicator.events import ChangeEvent, Row
 
 Key = tuple[Any, ...]
 

@@ -1,4 +1,4 @@
-"""Kafka record bytes → one `Record` (replicator.apply.events): the hot path of the apply stage.
+"""Kafka record bytes → one `Record` (replicator.events): the hot path of the apply stage.
 
 Owns: telling the record kinds apart (tombstone, heartbeat, transaction marker, MySQL schema change, PG
 logical message, row change), the envelope fields (op, key, before/after, TOAST placeholders, source
@@ -32,7 +32,18 @@ from typing import Any, TypeVar
 
 import orjson
 
-from replicator.apply.events import (
+from replicator.apply.logical import (
+    JSON_NAMES,
+    ColumnSchemaError,
+    ColumnValueError,
+    Converter,
+    base64_bytes,
+    codec_for,
+    column_type,
+    json_type,
+)
+from replicator.errors import DecodeError
+from replicator.events import (
     ChangeEvent,
     ColumnType,
     Heartbeat,
@@ -45,17 +56,6 @@ from replicator.apply.events import (
     Tombstone,
     TransactionMarker,
 )
-from replicator.apply.logical import (
-    JSON_NAMES,
-    ColumnSchemaError,
-    ColumnValueError,
-    Converter,
-    base64_bytes,
-    codec_for,
-    column_type,
-    json_type,
-)
-from replicator.errors import DecodeError
 from replicator.model import TableId
 
 _SCHEMA_PREFIX = b'{"schema":'

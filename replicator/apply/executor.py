@@ -20,10 +20,10 @@ from typing import Protocol
 import orjson
 
 from replicator.apply.batch import ExactChange, KeyChange, Merge, Step, Truncate, plan
-from replicator.apply.events import ChangeEvent
 from replicator.config import ErrorPolicy
 from replicator.dialects.base import DeadLetter, TargetTable, TargetWriter
 from replicator.errors import ApplyError
+from replicator.events import ChangeEvent
 from replicator.sensor import Sensor
 
 

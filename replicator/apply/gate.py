@@ -29,8 +29,8 @@ from typing import Any
 
 import orjson
 
-from replicator.apply.events import ChangeEvent
 from replicator.errors import ReplicatorError
+from replicator.events import ChangeEvent
 
 _XID_SPAN = 1 << 32
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import time
 
-from replicator.apply.events import ChangeEvent
 from replicator.dialects.base import Partition, StoredOffset
+from replicator.events import ChangeEvent
 from replicator.sensor import Sensor
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from replicator.apply.events import ColumnType, Geometry
+from replicator.events import ColumnType, Geometry
 
 Converter = Callable[[Any], Any]
 

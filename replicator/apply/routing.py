@@ -15,10 +15,10 @@ import logging
 from collections.abc import Callable
 
 from replicator.apply.batch import key_of
-from replicator.apply.events import ChangeEvent
 from replicator.apply.gate import SnapshotFilter
 from replicator.config import MigrationConfig, SchemaEvolution
 from replicator.dialects.base import Gate, Partition, TargetTable, TargetWriter
+from replicator.events import ChangeEvent
 from replicator.model import TableId, topic_for
 from replicator.sensor import Sensor
 

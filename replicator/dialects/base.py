@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from replicator.apply.events import ColumnType, Row, SourcePosition
+from replicator.events import ColumnType, Row, SourcePosition
 from replicator.model import SourceTable, TableId
 
 

@@ -36,11 +36,11 @@ import orjson
 import pymysql
 from pymysql.constants import CLIENT
 
-from replicator.apply.events import ColumnType, Geometry, Row, SourcePosition
 from replicator.config import Endpoint
 from replicator.dialects.base import DeadLetter, Gate, OffsetUpdate, Partition, StoredOffset, TargetColumn, TargetTable
 from replicator.dialects.mysql import connect, quote_identifier
 from replicator.errors import TargetError
+from replicator.events import ColumnType, Geometry, Row, SourcePosition
 from replicator.model import TableId
 
 Converter = Callable[[Any], Any]

@@ -23,7 +23,6 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from replicator.apply.events import ColumnType, Geometry, Row, SourcePosition
 from replicator.config import Endpoint
 from replicator.dialects.base import (
     DeadLetter,
@@ -36,6 +35,7 @@ from replicator.dialects.base import (
 )
 from replicator.dialects.postgres import connect
 from replicator.errors import TargetError
+from replicator.events import ColumnType, Geometry, Row, SourcePosition
 from replicator.model import TableId
 
 Converter = Callable[[Any], Any]

@@ -12,11 +12,11 @@ import pymysql
 import pytest
 from pydantic import SecretStr
 
-from replicator.apply.events import ColumnType, Geometry, SourcePosition
 from replicator.config import Endpoint
 from replicator.dialects.base import DeadLetter, OffsetUpdate, StoredOffset, TargetTable
 from replicator.dialects.mysql import quote_identifier
 from replicator.dialects.mysql_target import MySQLTargetWriter
+from replicator.events import ColumnType, Geometry, SourcePosition
 from replicator.model import TableId
 from replicator.stack.launcher import Database, StackInfo
 from tests.integration.conftest import my_connect

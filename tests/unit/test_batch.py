@@ -26,8 +26,8 @@ from replicator.apply.batch import (
     key_of,
     plan,
 )
-from replicator.apply.events import ChangeEvent, RecordRef, Row, SourcePosition
 from replicator.dialects.base import TargetColumn, TargetTable
+from replicator.events import ChangeEvent, RecordRef, Row, SourcePosition
 from replicator.model import TableId
 
 Key = tuple[Any, ...]

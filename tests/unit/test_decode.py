@@ -19,7 +19,9 @@ from hypothesis import strategies as st
 
 from replicator.apply import decode as decode_module
 from replicator.apply.decode import EnvelopeDecoder
-from replicator.apply.events import (
+from replicator.apply.logical import date_from_days, decimal_from_unscaled, timestamp_from_us
+from replicator.errors import DecodeError
+from replicator.events import (
     ChangeEvent,
     ColumnType,
     Geometry,
@@ -31,8 +33,6 @@ from replicator.apply.events import (
     Tombstone,
     TransactionMarker,
 )
-from replicator.apply.logical import date_from_days, decimal_from_unscaled, timestamp_from_us
-from replicator.errors import DecodeError
 from replicator.model import TableId
 
 FIXTURES = Path(__file__).parent / "fixtures" / "debezium"

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replicator.apply.events import ChangeEvent, RecordRef, SourcePosition
 from replicator.apply.gate import SnapshotFilter, widen_xid
 from replicator.errors import ReplicatorError
+from replicator.events import ChangeEvent, RecordRef, SourcePosition
 from replicator.model import TableId
 
 SPAN = 1 << 32

@@ -1,4 +1,4 @@
-"""Value objects of the apply stage: what one Kafka record means once decoded.
+"""Change events as value objects: what one Kafka record means once decoded (by replicator.apply).
 
 Every record of every topic the applier reads decodes into exactly one of these. Column values are
 plain Python values (see `replicator.apply.decode` for the full list); how a value is bound to a
