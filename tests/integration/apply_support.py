@@ -14,7 +14,7 @@ import psycopg
 import pymysql
 
 from replicator.stack.components import free_port
-from tests.integration.conftest import CLI, Scenario, my_connect, pg_connect
+from tests.integration.conftest import CHILDREN, CLI, Scenario, my_connect, pg_connect
 
 
 class ApplyProcess:
@@ -33,6 +33,7 @@ class ApplyProcess:
         self.metrics_address = env["REPLICATOR_METRICS__ADDRESS"]
         handle = self.log.open("ab")
         self.proc = subprocess.Popen([*CLI, "-c", str(self.config), "apply"], stdout=handle, stderr=handle, env=env)
+        CHILDREN.append(self.proc)
         handle.close()
         return self
 

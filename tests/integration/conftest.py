@@ -23,6 +23,19 @@ CLI = [sys.executable, "-m", "replicator.cli"]
 
 pytestmark = pytest.mark.integration
 
+# Child processes a test started (appliers): whatever a failing test leaves running is killed after it.
+CHILDREN: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _reap_children() -> Iterator[None]:
+    yield
+    while CHILDREN:
+        child = CHILDREN.pop()
+        if child.poll() is None:
+            child.kill()
+            child.wait(30)
+
 
 def run_cli(*args: str, check: bool = True, env: dict[str, str] | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:

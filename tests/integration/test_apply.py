@@ -71,7 +71,10 @@ def test_lost_broker_data_and_multi_partition_topics_halt_with_one_line(pg_scena
     # our state says more was applied than the broker holds: the broker lost acknowledged events
     target_sql(s, f"UPDATE replicator.apply_offsets SET next_offset = 1000000 WHERE topic = '{topic}'")
     lost = ApplyProcess(s.config_path, tmp_path / "lost.log").start()
-    wait_until(lambda: not lost.alive(), 60, "the applier to halt")
+    try:
+        wait_until(lambda: not lost.alive(), 60, "the applier to halt")
+    finally:
+        lost.kill()
     errors = [line for line in lost.output().splitlines() if line.startswith("replicator: error")]
     assert len(errors) == 1 and topic in errors[0] and "lost" in errors[0], lost.output()
     target_sql(s, f"UPDATE replicator.apply_offsets SET next_offset = NULL WHERE topic = '{topic}'")
@@ -81,7 +84,10 @@ def test_lost_broker_data_and_multi_partition_topics_halt_with_one_line(pg_scena
     split = f"{s.prefix}.{ns}.split"
     admin.create_topics([NewTopic(split, 2, 1)])[split].result(30)
     refused = ApplyProcess(s.config_path, tmp_path / "split.log").start()
-    wait_until(lambda: not refused.alive(), 60, "the applier to refuse the topic")
+    try:
+        wait_until(lambda: not refused.alive(), 60, "the applier to refuse the topic")
+    finally:
+        refused.kill()
     errors = [line for line in refused.output().splitlines() if line.startswith("replicator: error")]
     assert len(errors) == 1 and split in errors[0] and "2 partitions" in errors[0], refused.output()
     assert "Traceback" not in refused.output() + lost.output()

@@ -109,7 +109,10 @@ def test_poison_event_halts_then_goes_to_dead_letters(pg_scenario: Scenario, tmp
                  f"INSERT INTO {ns}.acct VALUES (4, 40)")
 
     halted = ApplyProcess(config, tmp_path / "halt.log").start()
-    wait_until(lambda: not halted.alive(), 90, "the applier to halt on the poison event")
+    try:
+        wait_until(lambda: not halted.alive(), 90, "the applier to halt on the poison event")
+    finally:
+        halted.kill()
     assert halted.proc is not None and halted.proc.returncode != 0
     lines = [line for line in halted.output().splitlines() if line.startswith("replicator: error")]
     assert len(lines) == 1, halted.output()
