@@ -81,6 +81,8 @@ def key_of(table: TargetTable, event: ChangeEvent) -> Key:
 
 def restrict(table: TargetTable, row: Row) -> Row:
     """The row's columns that the target has, in the target's column order."""
+    if tuple(row) == table.names:  # the usual case: the same columns in the same order
+        return row
     return {name: row[name] for name in table.names if name in row}
 
 

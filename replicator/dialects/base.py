@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 from replicator.events import ColumnType, Row, SourcePosition
@@ -46,7 +47,7 @@ class TargetTable:
                 return column
         return None
 
-    @property
+    @cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(column.name for column in self.columns)
 
