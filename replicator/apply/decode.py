@@ -328,20 +328,27 @@ class EnvelopeDecoder:
 
     # --- parsing and the compiled-schema caches ----------------------------------------------------
 
+    def _repeat_of_last(self, data: bytes, what: str) -> tuple[Any, Any] | None:
+        """Fastest path: the same schema bytes as the previous record of this kind (records come
+        grouped by partition, so nearly always): a compare, no search, no hash of ~6 kB."""
+        last = self._last.get(what)
+        if last is None or not data.startswith(last[0], 10):
+            return None
+        end = 10 + len(last[0])
+        if not data.startswith(_PAYLOAD_SEPARATOR, end):
+            return None
+        try:
+            return last[1], orjson.loads(data[end + 11 : -1])
+        except orjson.JSONDecodeError:
+            return None  # the full parse says what is wrong
+
     def _lookup(self, ref: RecordRef, data: bytes, cache: dict[bytes, _T],
                 compile_schema: Callable[[RecordRef, Any], _T], what: str) -> tuple[_T, Any]:
         split = -1
         if data[:10] == _SCHEMA_PREFIX and data[-1:] == b"}":
-            # Fastest: the same schema bytes as the previous record of this kind (records come
-            # grouped by partition, so nearly always): a compare, no search, no hash of ~6 kB.
-            last = self._last.get(what)
-            if last is not None and data.startswith(last[0], 10):
-                end = 10 + len(last[0])
-                if data.startswith(_PAYLOAD_SEPARATOR, end):
-                    try:
-                        return last[1], orjson.loads(data[end + 11 : -1])
-                    except orjson.JSONDecodeError:
-                        pass  # the full parse below says what is wrong
+            repeated = self._repeat_of_last(data, what)
+            if repeated is not None:
+                return repeated  # the decoder of the same kind (key or value) as this cache holds
             split = data.find(_PAYLOAD_SEPARATOR, 10)
             if split > 0:
                 compiled = cache.get(data[10:split])
