@@ -23,8 +23,10 @@ def quote_identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def connect(endpoint: Endpoint, role: str, *, client_flag: int = 0) -> Any:  # pymysql is untyped: a Connection
-    """An autocommit utf8mb4 connection; `client_flag` adds protocol flags (e.g. CLIENT.FOUND_ROWS)."""
+def connect(endpoint: Endpoint, role: str, *, client_flag: int = 0,
+            local_infile: bool = False) -> Any:  # pymysql is untyped: a Connection
+    """An autocommit utf8mb4 connection; `client_flag` adds protocol flags (e.g. CLIENT.FOUND_ROWS);
+    `local_infile` lets LOAD DATA LOCAL send our staging files (the server must be trusted)."""
     try:
         return pymysql.connect(
             host=endpoint.host,
@@ -36,6 +38,7 @@ def connect(endpoint: Endpoint, role: str, *, client_flag: int = 0) -> Any:  # p
             autocommit=True,
             charset="utf8mb4",
             client_flag=client_flag,
+            local_infile=local_infile,
         )
     except pymysql.MySQLError as exc:
         code = exc.args[0] if exc.args else None

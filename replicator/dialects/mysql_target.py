@@ -1,16 +1,24 @@
 """MySQL 8 / MariaDB 10.11 as the apply target: row statements, value binding, and our state tables.
 
 Set-based writes stage the batch in a session TEMPORARY table per target table (its columns, a
-PRIMARY KEY on the key only; CREATE/DROP TEMPORARY TABLE do not commit implicitly; emptied with
-DELETE, as TRUNCATE would commit) by one multi-row INSERT, then merge it on the primary key alone:
+PRIMARY KEY on the key only; CREATE/DROP TEMPORARY TABLE and LOAD DATA do not commit implicitly;
+emptied with DELETE, as TRUNCATE would commit), then merge it on the primary key alone:
     UPDATE target t JOIN stage s ON t.pk = s.pk SET t.c = s.c, …
     INSERT INTO target (cols) SELECT cols FROM stage s WHERE NOT EXISTS (… t.pk = s.pk)
 Why the upsert is safe: the UPDATE reaches only the row whose primary key equals a staged key and the
 INSERT adds only rows whose key is absent, so a collision on a secondary UNIQUE key raises ER_DUP_ENTRY
 (1062) instead of touching the other row; the applier then replays one event at a time. `INSERT … ON
 DUPLICATE KEY UPDATE` and `REPLACE` are never used: they fire on ANY unique key and would update or
-delete the wrong row. (`LOAD DATA LOCAL` staging is not used either: it turns strict-mode errors into
-warnings, i.e. silent truncation.)
+delete the wrong row.
+
+Staging: `LOAD DATA LOCAL INFILE` of a tab-separated file (in /dev/shm) when it is provably exact,
+else the strict multi-row INSERT. LOCAL turns strict-mode errors into warnings (a value truncated,
+a row skipped), so a load is kept only if it reports no warning at all (notes included) and exactly
+as many rows as were sent; otherwise the stage is emptied and the same rows go through the INSERT,
+which raises the error the value deserves. The file's fields are what the INSERT would bind, written
+as the INSERT's literals would be (CHARACTER SET binary: no conversion, so only tables whose text
+columns are utf8mb4 take this path; BIT values as big-endian bytes, since LOAD DATA stores a BIT
+field's bytes, not its digits); a value of any other type sends the batch to the INSERT.
 
 The session: autocommit with explicit BEGIN/COMMIT; `time_zone = '+00:00'` (naive datetimes are UTC
 wall clock, as Debezium sends them); `foreign_key_checks = 0` (tables arrive in any order); strict
@@ -24,8 +32,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import itertools
+import logging
 import math
+import os
+import re
 import struct
+import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +56,9 @@ from replicator.events import ColumnType, Geometry, Row, SourcePosition
 from replicator.model import TableId
 
 Converter = Callable[[Any], Any]
+Encoder = Callable[[Any], bytes]
+
+log = logging.getLogger(__name__)
 
 _SESSION = (
     "SET SESSION time_zone = '+00:00', SESSION foreign_key_checks = 0,"
@@ -55,6 +70,13 @@ _TRANSIENT = frozenset({1020, 1053, 1205, 1213, 1927, 2003, 2006, 2013, 2055, 40
 ER_DUP_FIELDNAME = 1060
 _MAX_TIME = dt.timedelta(hours=838, minutes=59, seconds=59)  # MySQL's TIME range, either sign
 _TEXT = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext"})
+# LOAD DATA LOCAL refused: by the server (1148 MySQL 5.7/MariaDB, 3948 MySQL 8, 4166 MariaDB 10.6+).
+_LOAD_REFUSED = frozenset({1148, 3948, 4166})
+# tmpfs if there is one (None: tempfile's default directory); tempfile creates the file O_EXCL, mode 0600.
+_SPOOL = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
+# The staging file holds bytes in no character set: text columns in another one would get utf8mb4
+# bytes unconverted. Binary strings and non-text columns have none (NULL in information_schema).
+_LOADABLE_CHARSETS = frozenset({"utf8mb4", "binary"})
 
 # Generated columns are not writable: MariaDB leaves GENERATION_EXPRESSION NULL for the others,
 # MySQL ''. (EXTRA LIKE '%GENERATED%' would also drop MySQL's DEFAULT_GENERATED columns.)
@@ -164,6 +186,62 @@ def _base(type_name: str) -> str:
     return type_name.split("(", maxsplit=1)[0].split(" ", maxsplit=1)[0]
 
 
+# -- the LOAD DATA file ------------------------------------------------------------------------------
+# FIELDS TERMINATED BY '\t' ESCAPED BY '\\' LINES TERMINATED BY '\n': NULL is \N, and a field's
+# backslash, tab, newline, carriage return and NUL are escaped (\\, \t, \n, \r, \0). No enclosure,
+# so a field reading NULL is the string 'NULL'.
+class _UnloadableError(Exception):
+    """A bound value the file cannot carry exactly: the rows go through the INSERT instead."""
+
+
+_SPECIAL = re.compile(rb"[\\\t\n\r\x00]")
+_ESCAPED = {b"\\": b"\\\\", b"\t": b"\\t", b"\n": b"\\n", b"\r": b"\\r", b"\x00": b"\\0"}
+_NULL = b"\\N"
+
+
+def _escape(data: bytes) -> bytes:
+    return _SPECIAL.sub(lambda m: _ESCAPED[m.group()], data) if _SPECIAL.search(data) else data
+
+
+def _field(value: Any) -> bytes:
+    """A bound value as the INSERT would write it, for any column but BIT."""
+    kind = type(value)
+    if kind is str:
+        return _escape(value.encode())  # a lone surrogate raises UnicodeEncodeError: unloadable
+    if kind is int:
+        return b"%d" % value
+    if kind is bool:
+        return b"1" if value else b"0"
+    if kind is bytes or kind is bytearray:
+        return _escape(bytes(value))
+    if kind is dt.datetime:  # naive (UTC wall clock) after binding
+        if value.tzinfo is not None:
+            raise _UnloadableError(value)
+        return str(value.isoformat(" ")).encode()
+    if kind is Decimal:
+        return format(value, "f").encode()  # never an exponent, as pymysql writes it
+    if kind is float:
+        return repr(value).encode()  # finite after binding; '1e+16' is read as a number too
+    if kind is dt.date:
+        return str(value.isoformat()).encode()
+    raise _UnloadableError(type(value).__name__)
+
+
+def _bit_field(value: Any) -> bytes:
+    """LOAD DATA stores a BIT field's bytes as the value (b'513' would be 0x353133): big-endian bytes."""
+    if type(value) is bool or type(value) is int:
+        number = int(value)
+        if number < 0:
+            raise _UnloadableError(value)
+        return _escape(number.to_bytes(max(1, (number.bit_length() + 7) // 8), "big"))
+    raise _UnloadableError(type(value).__name__)
+
+
+def encoder_for(type_name: str) -> Encoder:
+    """How a bound value of a column of this MySQL type is written into the LOAD DATA file."""
+    return _bit_field if _base(type_name) == "bit" else _field
+
+
 _CONVERTERS: dict[str, Converter] = {"time": _duration, "bit": _bits, "date": _temporal, "datetime": _temporal,
                                      "timestamp": _temporal, "set": _delimited, "varchar": _delimited,
                                      "char": _delimited}
@@ -245,6 +323,8 @@ class _Binding:
     converters: dict[str, Converter]
     types: dict[str, str]
     definitions: tuple[str, ...]  # the staging table's columns and primary key
+    encoders: dict[str, Encoder]  # how each column's bound values are written into a LOAD DATA file
+    loadable: bool  # every text column is utf8mb4: the table may be staged by LOAD DATA
     stage: str | None = None
 
 
@@ -252,7 +332,8 @@ class MySQLTargetWriter:
     """The applier's connection to a MySQL/MariaDB target (see the module docstring)."""
 
     def __init__(self, endpoint: Endpoint, state_schema: str) -> None:
-        self._conn: Any = connect(endpoint, "target", client_flag=CLIENT.FOUND_ROWS)
+        self._conn: Any = connect(endpoint, "target", client_flag=CLIENT.FOUND_ROWS, local_infile=True)
+        self._load_data = True  # False once the server refused LOAD DATA LOCAL
         self._state = state_schema
         self._bindings: dict[TableId, _Binding] = {}
         self._stage_numbers = itertools.count()
@@ -328,8 +409,9 @@ class MySQLTargetWriter:
             return None
         primary = [(_text(name), sub_part) for name, sub_part in self._rows(_PRIMARY_KEY, (table.schema, table.name))]
         key = tuple(name for name, _ in primary)
-        columns, definitions = [], []
+        columns, definitions, loadable = [], [], True
         for name, column_type, nullable, charset, collation in rows:
+            loadable = loadable and (charset is None or _text(charset) in _LOADABLE_CHARSETS)
             column = TargetColumn(_text(name), _text(column_type).lower(), _text(nullable) == "YES")
             columns.append(column)
             # The staging column keeps the original case (ENUM labels) and the collation (key joins).
@@ -342,7 +424,8 @@ class MySQLTargetWriter:
             definitions.append(f"PRIMARY KEY ({', '.join(parts)})")
         described = TargetTable(table, tuple(columns), key)
         self._bindings[table] = _Binding(described, {c.name: converter_for(c.type_name) for c in columns},
-                                         {c.name: c.type_name for c in columns}, tuple(definitions))
+                                         {c.name: c.type_name for c in columns}, tuple(definitions),
+                                         {c.name: encoder_for(c.type_name) for c in columns}, loadable)
         return described
 
     def add_column(self, table: TableId, column: str, column_type: ColumnType) -> str:
@@ -440,8 +523,42 @@ class MySQLTargetWriter:
         else:
             self._run(f"DELETE FROM {binding.stage}")  # TRUNCATE would commit the transaction
         cols = ", ".join(map(_ident, columns))
-        self._run_many(f"INSERT INTO {binding.stage} ({cols}) VALUES ({', '.join(['%s'] * len(columns))})", values)
+        if not (self._load_data and binding.loadable and self._load(binding, binding.stage, columns, values)):
+            self._run_many(f"INSERT INTO {binding.stage} ({cols}) VALUES ({', '.join(['%s'] * len(columns))})",
+                           values)
         return binding.stage
+
+    def _load(self, binding: _Binding, stage: str, columns: tuple[str, ...], values: list[tuple[Any, ...]]) -> bool:
+        """Stage `values` into the empty `stage` by LOAD DATA LOCAL. True if the stage then holds exactly
+        these rows: no warning and every row loaded; otherwise the stage is left empty again."""
+        encoders = [binding.encoders[c] for c in columns]
+        try:
+            body = b"".join([b"\t".join([_NULL if v is None else f(v) for f, v in zip(encoders, row, strict=True)])
+                             + b"\n" for row in values])
+        except (_UnloadableError, UnicodeEncodeError):
+            return False
+        with tempfile.NamedTemporaryFile(dir=_SPOOL, prefix="replicator-stage-", suffix=".tsv") as spool:
+            spool.write(body)
+            spool.flush()
+            try:
+                with self._conn.cursor() as cur:
+                    loaded = int(cur.execute(
+                        f"LOAD DATA LOCAL INFILE %s INTO TABLE {stage} CHARACTER SET binary FIELDS TERMINATED BY"
+                        f" '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({', '.join(map(_ident, columns))})",
+                        (spool.name,)))
+                    warnings = int(cur.warning_count)  # the OK packet's count, as @@warning_count
+            except pymysql.MySQLError as exc:
+                if self.is_transient(exc):
+                    raise
+                if exc.args and exc.args[0] in _LOAD_REFUSED:
+                    self._load_data = False
+                    log.warning("the target refuses LOAD DATA LOCAL (%s): staging by INSERT for this session",
+                                self.describe_error(exc))
+                loaded, warnings = -1, 0  # any other failure: the INSERT tells what is wrong
+        if warnings == 0 and loaded == len(values):
+            return True
+        self._run(f"DELETE FROM {stage}")
+        return False
 
     @staticmethod
     def _key_join(table: TargetTable) -> str:

@@ -13,8 +13,9 @@ import pytest
 from pydantic import SecretStr
 
 from replicator.config import Endpoint
+from replicator.dialects import mysql_target
 from replicator.dialects.base import DeadLetter, OffsetUpdate, StoredOffset, TargetTable
-from replicator.dialects.mysql import quote_identifier
+from replicator.dialects.mysql import connect, quote_identifier
 from replicator.dialects.mysql_target import MySQLTargetWriter
 from replicator.events import ColumnType, Geometry, SourcePosition
 from replicator.model import TableId
@@ -240,14 +241,16 @@ def wide_row(box: Box, row_id: int) -> dict[str, Any]:
     }
 
 
-def test_values_bind_to_each_column_type(box: Box) -> None:
+def test_values_bind_to_each_column_type(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
     t = box.table("v", WIDE)
     row = wide_row(box, 1)
+    loads = spy_loads(monkeypatch, box.writer)
     box.writer.begin()
     box.writer.upsert(t, tuple(row), [tuple(row.values())])
     india = dt.timezone(dt.timedelta(hours=5, minutes=30))
     box.writer.upsert(t, ("id", "doc", "tz_time"), [(2, '{"n": 2.50}', dt.time(13, 45, 30, tzinfo=india))])
     box.writer.commit()
+    assert loads == [True, True]  # staged by LOAD DATA, geometry (SRID + WKB bytes) included
     stored = box.rows(
         "SELECT flag, flag2, amount, small, ratio, e, at, ts, UNIX_TIMESTAMP(ts), dur, dur2, tz_time, day, doc, mood,"
         " tags, bits + 0, one + 0, uid, raw, ST_AsText(shape), ST_SRID(shape), ST_AsText(pt), ST_SRID(pt), big,"
@@ -393,3 +396,161 @@ def test_hostile_identifiers_are_quoted_everywhere(box: Box) -> None:
     odd = box.new_writer(state=box.name + "_st`a;%s")
     odd.ensure_state()
     assert odd.read_offsets([("t", 0)]) == {("t", 0): StoredOffset(None, None)}
+
+
+# -- staging by LOAD DATA LOCAL ------------------------------------------------------------------------
+def spy_loads(monkeypatch: pytest.MonkeyPatch, writer: MySQLTargetWriter) -> list[bool]:
+    """What each LOAD DATA staging attempt of the writer returned (True: kept, False: INSERT instead)."""
+    results: list[bool] = []
+    real = writer._load
+
+    def load(*args: Any) -> bool:
+        results.append(real(*args))
+        return results[-1]
+    monkeypatch.setattr(writer, "_load", load)
+    return results
+
+
+def no_insert_staging(monkeypatch: pytest.MonkeyPatch, writer: MySQLTargetWriter) -> None:
+    """Make the writer fail if it stages by INSERT: what follows must go through LOAD DATA alone."""
+    def refuse(query: str, rows: list[tuple[Any, ...]]) -> None:
+        raise AssertionError(f"staged by INSERT: {query}")
+    monkeypatch.setattr(writer, "_run_many", refuse)
+
+
+AWKWARD = ("(id INT PRIMARY KEY, s VARCHAR(64), txt TEXT, ch CHAR(5), raw BLOB, vb VARBINARY(300),"
+           " amount DECIMAL(40,20), at DATETIME(6), day DATE, dur TIME(6), doc JSON, tags SET('a','b','c'),"
+           " bits BIT(64), bits10 BIT(10), one BIT(1), f DOUBLE, tiny TINYINT, u BIGINT UNSIGNED)")
+AWKWARD_TEXT = ["a\tb", "line\nbreak", "back\\slash", "cr\rlf\r\n", "nul\0byte", "\\N", "NULL", "", "\\",
+                "x\\", "\\t\\n", "ünïcødé 😀 中文", " spaced ", "\t\n\r\0\\"]
+
+
+def awkward_rows() -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
+    bit_values = [0, 1, 9, 10, 13, 92, 2**64 - 1, 0x5C0A090D00]  # bytes that are tab, newline, CR, backslash, NUL
+    for i, text in enumerate(AWKWARD_TEXT):
+        rows.append((i, text, text * 3, text[:5], bytes(range(256)) if i % 2 else text.encode() + b"\x00\xff",
+                     bytes([i, 0, 9, 10, 13, 92, 255]), Decimal(f"-{i}1234567890.00000000000000000001"),
+                     dt.datetime(2024, 2, 29, 23, 59, 59, i * 37 + 1), dt.date(1000 + i, 1, 31),
+                     [dt.timedelta(hours=-12, minutes=-30, microseconds=-5), dt.timedelta(hours=838, minutes=59,
+                      seconds=59), dt.timedelta(days=1, hours=1, microseconds=1)][i % 3],
+                     {"k": text, "n": [i, 2.5, None]}, [["a", "c"], ["b"], []][i % 3],
+                     bit_values[i % len(bit_values)], i % 1024, bool(i % 2), [0.1, -1e300, 1e-7][i % 3], -128 + i,
+                     2**64 - 1 - i))
+    rows.append((100, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None,
+                 None, None))
+    rows.append((101, "", "", "", b"", b"", Decimal("0"), dt.datetime(1970, 1, 1), dt.date(2000, 1, 1),
+                 dt.timedelta(0), '{"raw": "json text\\twith escapes"}', [], 0, 0, False, 0.0, 0, 0))
+    return rows
+
+
+AWKWARD_SELECT = ("SELECT id, s, txt, ch, raw, vb, amount, at, day, dur, doc, tags, bits + 0, bits10 + 0, one + 0,"
+                  " f, tiny, u FROM {} ORDER BY id")
+
+
+def test_staging_by_load_data_round_trips_every_awkward_value_exactly(box: Box,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    t = box.table("t", AWKWARD)
+    reference = box.table("ref", AWKWARD)
+    cols = t.names
+    rows = awkward_rows()
+    plain = box.new_writer()  # the INSERT path, as the reference: the same rows must be stored the same way
+    plain._load_data = False
+    ref = plain.describe(reference.table)
+    assert ref is not None
+    plain.upsert(ref, cols, rows)
+    no_insert_staging(monkeypatch, box.writer)
+    box.writer.begin()
+    box.writer.upsert(t, cols, rows)
+    box.writer.commit()
+    stored = box.rows(AWKWARD_SELECT.format(box.q("t")))
+    assert stored == box.rows(AWKWARD_SELECT.format(box.q("ref")))
+    assert [r[1] for r in stored] == [*AWKWARD_TEXT, None, ""]  # '' and NULL, '\N' and 'NULL' told apart
+    assert stored[1][4] == bytes(range(256)) and stored[0][4] == b"a\tb\x00\xff"
+    assert stored[3][5] == bytes([3, 0, 9, 10, 13, 92, 255])
+    assert [r[12] for r in stored[:8]] == [0, 1, 9, 10, 13, 92, 2**64 - 1, 0x5C0A090D00]
+    assert stored[1][6] == Decimal("-11234567890.00000000000000000001")
+    assert stored[5][7] == dt.datetime(2024, 2, 29, 23, 59, 59, 186)
+    assert [r[9] for r in stored[:3]] == [dt.timedelta(hours=-12, minutes=-30, microseconds=-5),
+                                          dt.timedelta(hours=838, minutes=59, seconds=59),
+                                          dt.timedelta(hours=25, microseconds=1)]
+    assert stored[4][10] == '{"k":"nul\\u0000byte","n":[4,2.5,null]}' and stored[15][10] == (
+        '{"raw": "json text\\twith escapes"}')
+    assert [r[11] for r in stored[:3]] == ["a,c", "b", ""]
+    assert stored[14] == (100, *[None] * 17)
+    # an update of every column through the stage, still without INSERT staging
+    box.writer.upsert(t, cols, [(r[0], "new\t\\N", *r[2:]) for r in rows[:3]])
+    assert box.rows(f"SELECT s FROM {box.q('t')} WHERE id < 3") == [("new\t\\N",)] * 3
+
+
+@pytest.mark.parametrize(("column", "value", "code"), [
+    ("s", "a" * 65, 1406),  # data too long: LOAD DATA LOCAL would truncate it with a warning
+    ("tiny", 300, 1264),  # out of range: LOAD DATA LOCAL would store 127
+    ("tiny", "", 1366),  # '' is no integer: LOAD DATA LOCAL would store 0
+    ("one", 2, 1406),  # 2 needs two bits
+    ("amount", Decimal("1e30"), 1264),  # 21 integer digits in DECIMAL(40,20)
+])
+def test_a_value_strict_insert_rejects_still_raises_and_writes_nothing(box: Box, column: str, value: Any, code: int,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    t = box.table("t", AWKWARD)
+    box.sql(f"INSERT INTO {box.q('t')} (id, s) VALUES (1, 'kept')")
+    w = box.writer
+    loads = spy_loads(monkeypatch, w)
+    w.begin()
+    with pytest.raises(pymysql.MySQLError) as caught:
+        w.upsert(t, ("id", column), [(0, None), (1, value), (2, None)])
+    assert caught.value.args[0] == code
+    assert loads == [False]  # LOAD DATA was tried, its warning seen, and the INSERT raised
+    w.rollback()
+    assert box.rows(f"SELECT id, s, tiny FROM {box.q('t')}") == [(1, "kept", None)]
+    w.upsert(t, ("id", "s"), [(3, "fine")])  # the stage works again afterwards
+    assert box.rows(f"SELECT id, s FROM {box.q('t')} ORDER BY id") == [(1, "kept"), (3, "fine")]
+
+
+def test_a_duplicate_key_in_the_batch_is_not_silently_skipped(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
+    t = box.table("t", "(id INT PRIMARY KEY, s VARCHAR(3))")
+    loads = spy_loads(monkeypatch, box.writer)
+    with pytest.raises(pymysql.err.IntegrityError) as caught:  # LOAD DATA LOCAL skips the second row
+        box.writer.upsert(t, ("id", "s"), [(1, "a"), (1, "b")])
+    assert caught.value.args[0] == 1062 and loads == [False]
+    assert box.rows(f"SELECT COUNT(*) FROM {box.q('t')}") == [(0,)]
+
+
+def test_staging_by_load_data_stays_inside_the_transaction(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
+    t = box.table("t", "(id INT PRIMARY KEY, s VARCHAR(10))")
+    box.sql(f"INSERT INTO {box.q('t')} VALUES (1, 'one'), (2, 'two')")
+    before = box.rows(f"SELECT * FROM {box.q('t')} ORDER BY id")
+    w = box.writer
+    no_insert_staging(monkeypatch, w)
+    w.begin()
+    w.upsert(t, ("id", "s"), [(1, "uno"), (3, "three")])
+    w.upsert(t, ("id", "s"), [(2, "dos")])  # a second load into the same stage
+    w.delete(t, [(1,)])
+    assert box.rows(f"SELECT * FROM {box.q('t')} ORDER BY id") == before  # nothing committed yet
+    w.rollback()
+    assert box.rows(f"SELECT * FROM {box.q('t')} ORDER BY id") == before
+
+
+def test_tables_the_file_cannot_carry_exactly_are_staged_by_insert(box: Box) -> None:
+    t = box.table("t", "(id INT PRIMARY KEY, s VARCHAR(10) CHARACTER SET latin1)")
+    assert not box.writer._binding(t).loadable  # utf8mb4 bytes would be stored unconverted
+    box.writer.upsert(t, ("id", "s"), [(1, "é\t\\N")])
+    assert box.rows(f"SELECT s, HEX(s) FROM {box.q('t')}") == [("é\t\\N", "E9095C4E")]
+
+
+def test_a_server_refusing_load_data_local_leaves_the_insert_path(box: Box, monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    def without_local_files(endpoint: Endpoint, role: str, *, client_flag: int = 0, local_infile: bool = False) -> Any:
+        return connect(endpoint, role, client_flag=client_flag)  # no local_infile: the server refuses LOCAL
+
+    monkeypatch.setattr(mysql_target, "connect", without_local_files)
+    w = box.new_writer()
+    box.sql(f"CREATE TABLE {box.q('t')} (id INT PRIMARY KEY, s VARCHAR(10))")
+    t = w.describe(TableId(box.name, "t"))
+    assert t is not None
+    with caplog.at_level("WARNING", logger="replicator.dialects.mysql_target"):
+        w.upsert(t, ("id", "s"), [(1, "a")])
+        w.upsert(t, ("id", "s"), [(2, "b")])
+    assert box.rows(f"SELECT * FROM {box.q('t')} ORDER BY id") == [(1, "a"), (2, "b")]
+    refusals = [r for r in caplog.records if "LOAD DATA LOCAL" in r.getMessage()]
+    assert len(refusals) == 1 and not w._load_data
