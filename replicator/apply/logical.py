@@ -361,7 +361,8 @@ def _bytes_codec(name: str | None, schema: Mapping[str, Any]) -> Codec:
         scale = _int_parameter(schema, "scale", "Decimal")
         return Codec(str, lambda text: decimal_from_unscaled(base64_bytes(text), scale))
     if name == "io.debezium.data.Bits":
-        return Codec(str, _bits_converter(_int_parameter(schema, "length", "Bits")))
+        fixed = source_type(schema) == "BIT"  # needs column.propagate.source.type (our templates set it)
+        return Codec(str, _bits_converter(_int_parameter(schema, "length", "Bits"), fixed))
     kind = source_type(schema)
     if kind is not None and kind not in BINARY_SOURCE_TYPES:
         # include.unknown.datatypes: e.g. a tsvector arrives as bytes holding its text form
@@ -369,10 +370,14 @@ def _bytes_codec(name: str | None, schema: Mapping[str, Any]) -> Codec:
     return Codec(str, base64_bytes)
 
 
-def _bits_converter(length: int) -> Converter:
+def _bits_converter(length: int, fixed: bool) -> Converter:
+    """Bits as '0'/'1' text of `length` digits. Debezium drops the real length of a varbit (its
+    bytes hold the value only): a varbit comes out padded to its maximum length, and an empty one
+    as ''; a fixed bit(n) of all zeros arrives as no bytes at all and comes out as n zeros."""
+
     def bits(text: str) -> str:
         raw = base64_bytes(text)
-        if not raw:
+        if not raw and not fixed:
             return ""  # a zero-length varbit
         number = int.from_bytes(raw, "little")  # Debezium's Bits are little-endian
         if number.bit_length() > length:

@@ -119,6 +119,12 @@ def _bool_value(value: Any) -> Any:
     return value
 
 
+def _bit_text(value: Any) -> Any:
+    if isinstance(value, bool):  # Debezium sends bit(1) as a boolean
+        return "1" if value else "0"
+    return value
+
+
 def _set_text(value: Any) -> Any:
     return ",".join(value) if isinstance(value, list) else value
 
@@ -138,6 +144,8 @@ def converter_for(type_name: str) -> Converter | None:
         return _time_text
     if base == "boolean":
         return _bool_value
+    if base in ("bit", "bit varying"):
+        return _bit_text
     if base == "point":
         return _point_text
     if base in ("json", "jsonb"):
