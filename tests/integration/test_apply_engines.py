@@ -244,7 +244,8 @@ PG_ALL_TYPES = f"""{PG_TYPES}, sm smallserial, bs bigserial, n5 numeric(5), ts3 
 # Debezium sends timetz in UTC and a numeric without typmod without its trailing zeros: equal values,
 # other text, so this matrix writes them that way.
 PG_ALL_ROWS = [
-    PG_ROWS[0].replace("'13:45:30.5+05:30'", "'08:15:30.5+00'")[:-1] + ", 1, 1, 12345, '2024-02-29 13:45:30.123', '13:45:30.123', '10.0.0.0/8', 'happy', '[1,10)', "
+    PG_ROWS[0].replace("'13:45:30.5+05:30'", "'08:15:30.5+00'")[:-1]
+    + ", 1, 1, 12345, '2024-02-29 13:45:30.123', '13:45:30.123', '10.0.0.0/8', 'happy', '[1,10)', "
     "12345, '(1.5,-2.25)', 'the quick brown fox', B'1', 1)",
     "(2, 0, 0, 0, -0.001, 100.5, 0, 'NaN', '-Infinity', false, '', '', '', '', "
     "'00000000-0000-0000-0000-000000000000', '[]', '{}', '0044-03-15 BC', '24:00:00', '00:00:00+00', "
