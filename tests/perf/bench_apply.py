@@ -228,6 +228,9 @@ def report(bench: Bench) -> int:
             applied = run_applier(config, bench.target, bench.topic, bench.messages)
         say(f"\nprofiled run (py-spy attached, {'wall clock' if args.profile_wall else 'CPU'} samples, not in the "
             f"medians): {applied.seconds:.2f} s, {events / applied.seconds:,.0f} ev/s; raw stacks in {args.profile}")
+        if args.profile_wall:
+            say("   (wall samples also cover the start, the group join and the wait after the last batch, "
+                f"{applied.seconds_with_startup - applied.seconds:.1f} s or more, spent in ChangeConsumer.consume)")
         for line in profile_top(args.profile):
             say("   " + line)
 

@@ -44,9 +44,11 @@ from bench_support import (
 
 from replicator.stack.components import free_port
 
-# Broker RSS grew by 0.9x the bytes produced (measured: +1,246 MiB for 1.41 GB); round up.
-BROKER_BYTES_PER_VALUE_BYTE = 1.0
-VALUE_BYTES = {"template": 6_300, "plain": 3_800}  # average value size of the generated events
+# Broker (Tansu, memory storage) RSS per change event, its tombstone and keys included: measured
+# +12,535 MiB for 2M PG events and +11,342 MiB for 1.9M MariaDB events (template shape); plain is
+# scaled by the value sizes (3.48 vs 6.15 KiB). Rounded up by ~3%.
+BROKER_BYTES_PER_EVENT = {("pg", "template"): 6_800, ("mariadb", "template"): 6_500,
+                          ("pg", "plain"): 4_000, ("mariadb", "plain"): 4_300}
 
 
 def mem_available_kb() -> int:
@@ -57,12 +59,11 @@ def mem_available_kb() -> int:
     raise RuntimeError("no MemAvailable in /proc/meminfo")
 
 
-def fitting_events(wanted: int, shape: str, share: float) -> int:
+def fitting_events(wanted: int, target: str, shape: str, share: float) -> int:
     """The largest backlog (≤ wanted) whose messages the in-memory broker can hold within `share`
     of the memory available now."""
-    per_event = 1.15 * VALUE_BYTES[shape] * BROKER_BYTES_PER_VALUE_BYTE  # +15% deletes' tombstones, keys
     budget = mem_available_kb() * 1024 * share
-    return min(wanted, int(budget / per_event) // 100_000 * 100_000)
+    return min(wanted, int(budget / BROKER_BYTES_PER_EVENT[(target, shape)]) // 100_000 * 100_000)
 
 
 def parse_args() -> argparse.Namespace:
@@ -154,7 +155,7 @@ def summarize(seen: Watch, events: int, count: int, interval: float, limit_mb: f
 
 def main() -> int:
     args = parse_args()
-    events = fitting_events(args.events, args.shape, args.memory_share)
+    events = fitting_events(args.events, args.target, args.shape, args.memory_share)
     if events < args.events:
         say(f"NOTE: {args.events:,} events would not fit in the broker's memory with room to spare "
             f"(MemAvailable {mem_available_kb() / 1024**2:.1f} GiB); using the largest that does: {events:,}")

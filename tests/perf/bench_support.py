@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -246,13 +247,17 @@ class Kafka:
     def consume_and_parse(self, topic: str, expected: int, group_id: str) -> float:
         """Physical limit (a): every message of the topic fetched by confluent-kafka and its key and
         value parsed by orjson.loads; nothing else. Seconds from the partition's assignment (a local
-        `assign`, no group join) to the last message parsed — the same span as the applier's figure."""
+        `assign`, no group join) to the last message parsed — the same span as the applier's figure.
+        The consumer is connected and has the topic's metadata before the clock starts, as the
+        applier's is when the group assigns it the partition (that saves ~0.45 s here)."""
         consumer = Consumer({
             "bootstrap.servers": self.bootstrap, "group.id": group_id, "enable.auto.commit": False,
             "enable.auto.offset.store": False, "auto.offset.reset": "error", **LIMIT_CONSUMER_OPTIONS,
         })
         loads = orjson.loads
         try:
+            consumer.list_topics(topic, timeout=10)
+            consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)  # connects to the leader
             consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
             started = time.monotonic()
             seen = 0
@@ -417,9 +422,7 @@ class MariaDBBench:
 
     def close(self) -> None:
         self.conn.close()
-        for path in self._dir.glob("*"):
-            path.unlink()
-        self._dir.rmdir()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     def _load(self, table: str, lines: Iterable[str], columns: tuple[str, ...]) -> None:
         path = self._dir / f"{table.replace('.', '_')}.tsv"
