@@ -42,9 +42,6 @@ from apply_workload import SCHEMA, SHAPES, TABLE, Workload
 from bench_support import (
     CpuMeter,
     Kafka,
-    MariaDBBench,
-    PostgresBench,
-    TableState,
     bench_config,
     maybe_profile,
     median_line,
@@ -54,9 +51,9 @@ from bench_support import (
     run_applier,
     say,
     stack_info,
-    target_bench,
     unique_prefix,
 )
+from bench_targets import MariaDBBench, PostgresBench, TableState, target_bench
 
 from replicator.stack.launcher import StackInfo
 

@@ -32,15 +32,13 @@ from pathlib import Path
 from apply_workload import SCHEMA, SHAPES, TABLE, Workload
 from bench_support import (
     Kafka,
-    MariaDBBench,
-    PostgresBench,
     bench_config,
     rss_kb,
     say,
     stack_info,
-    target_bench,
     unique_prefix,
 )
+from bench_targets import MariaDBBench, PostgresBench, target_bench
 
 from replicator.stack.components import free_port
 
