@@ -14,7 +14,7 @@ MySQL/MariaDB `(binlog file number, position, row)`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from replicator.model import TableId
 
@@ -22,8 +22,10 @@ from replicator.model import TableId
 Row = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class SourcePosition:
+class SourcePosition(NamedTuple):
+    """An event's place in the source's commit order; compared as the tuple (major, minor, row).
+    (A NamedTuple, not a dataclass: one is built per event, and this is 3x cheaper.)"""
+
     major: int
     minor: int
     row: int = 0
@@ -40,8 +42,7 @@ class SourcePosition:
         return self.major > 0
 
 
-@dataclass(frozen=True, slots=True)
-class RecordRef:
+class RecordRef(NamedTuple):
     """Where a record sits in Kafka: named in every error about it."""
 
     topic: str

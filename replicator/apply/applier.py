@@ -17,6 +17,14 @@ One batch, in order:
    either the whole batch or none of it, and a restart resumes at the stored offsets.
 6. after the commit: mirror the offsets into Kafka's committed offsets (monitoring only).
 
+Pipelining. Steps 1-4 of batch N+1 (fetch, decode, route, plan: Python work) run in the main thread
+while a writer thread runs step 5 of batch N (mostly waiting for the database). It changes nothing
+above: batch N+1 is submitted only after N committed, so the transactions stay strictly sequential on
+the one target connection; N+1 was prepared against N's planned end (its next offsets and positions:
+the dedup base and the offsets its lock step expects), and if N fails, N+1 is dropped unwritten and
+the recovery below re-reads the stored offsets and seeks there. Whatever else uses the connection
+(gates, table descriptions, DDL, offsets on a rebalance) first waits for the batch in flight.
+
 A transient failure (lost connection, deadlock, serialization failure) rolls back, reconnects and
 re-reads the stored offsets, seeks there and fetches again: nothing is lost, nothing is doubled.
 A permanent failure of one event follows `apply.error_policy` (see `replicator.apply.executor`).
@@ -29,6 +37,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from confluent_kafka import Message
@@ -37,7 +46,7 @@ from replicator import faults
 from replicator.apply.batch import incomplete_key_change_tail
 from replicator.apply.consumer import ChangeConsumer, support_topics
 from replicator.apply.decode import EnvelopeDecoder
-from replicator.apply.executor import DeadLetterSink, StepExecutor
+from replicator.apply.executor import DeadLetterSink, PlannedTable, StepExecutor, plan_tables
 from replicator.apply.lag import LagTracker
 from replicator.apply.routing import Router
 from replicator.config import Engine, MigrationConfig
@@ -65,6 +74,19 @@ class _PartitionWork:
     rewind_to: int | None = None  # a held-back tail starts here
 
 
+@dataclass
+class _Batch:
+    """A prepared batch: everything its transaction needs, decided before it is written."""
+
+    work: dict[Partition, _PartitionWork]
+    first: dict[Partition, int | None]  # the stored next offsets its lock step must find
+    tables: list[PlannedTable]
+    letters: list[DeadLetter]
+    executor: StepExecutor
+    messages: int
+    started: float
+
+
 class ChangeApplier:
     def __init__(self, config: MigrationConfig, writer_factory: Callable[[], TargetWriter], sensor: Sensor,
                  stop: threading.Event, dead_letters: DeadLetterSink | None = None) -> None:
@@ -76,8 +98,12 @@ class ChangeApplier:
         self._writer = writer_factory()
         self._writer.ensure_state()
         self._decoder = EnvelopeDecoder()
-        self._router = Router(config, self._writer, sensor)
-        self._stored: dict[Partition, StoredOffset] = {}
+        self._router = Router(config, self._writer, sensor, before_use=self._drain)
+        self._stored: dict[Partition, StoredOffset] = {}  # committed (updated by the writer thread)
+        self._planned: dict[Partition, StoredOffset] = {}  # where the batches prepared so far end
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replicator-writer")
+        self._in_flight: tuple[_Batch, Future[None]] | None = None
+        self._epoch = 0  # bumped whenever `_stored`/`_planned` are re-read: older prepared batches are void
         self._support = support_topics(config.kafka.topic_prefix)
         self._lag = LagTracker()
         self._consumer = ChangeConsumer(
@@ -99,14 +125,25 @@ class ChangeApplier:
                     messages = self._fetch()
                     if messages:
                         self._apply_batch(messages)
+                    else:
+                        self._drain()  # idle: finish the batch in flight now
                     if time.monotonic() >= next_housekeeping:
                         self._housekeeping()
                         next_housekeeping = time.monotonic() + 2.0
                     delay = 0.5
                 except Exception as exc:
+                    exc = self._settle() or exc  # the batch in flight failed first: its error counts
                     self._recover(exc, delay)  # raises what retrying cannot cure
                     delay = min(delay * 2, 30.0)
+            failure = self._settle()  # stopping: the batch in flight commits
+            if failure is not None:
+                if not self._transient(failure):
+                    raise failure
+                log.warning("stopping: the last batch was not committed (%s); it is applied at the next start",
+                            failure)
         finally:
+            self._settle()
+            self._pool.shutdown(wait=True)
             self._consumer.close()
             self._writer.close()
 
@@ -130,8 +167,11 @@ class ChangeApplier:
         return [m for m in messages if _partition_of(m) in owned]
 
     def _load_offsets(self, partitions: list[Partition]) -> dict[Partition, StoredOffset]:
+        self._drain()  # a rebalance: the batch in flight commits before we read where to start
         stored = self._writer.read_offsets(partitions)
         self._stored = {p: stored[p] for p in partitions if p in stored}
+        self._planned = dict(self._stored)
+        self._epoch += 1
         return self._stored
 
     def _on_assigned(self, partitions: list[Partition]) -> None:
@@ -139,6 +179,7 @@ class ChangeApplier:
         self._consumer.pause(self._router.held_partitions(partitions))
 
     def _housekeeping(self) -> None:
+        self._drain()
         owned = sorted(self._consumer.assigned)
         if self._router.refresh_gates():
             held = set(self._router.held_partitions(owned))
@@ -149,12 +190,46 @@ class ChangeApplier:
 
     # -- one batch -----------------------------------------------------------------------------
     def _apply_batch(self, messages: list[Message]) -> None:
+        epoch = self._epoch
+        batch = self._prepare_batch(messages)
+        self._drain()  # the previous batch commits (or its failure surfaces) before this one is written
+        if batch is None:
+            return
+        if epoch != self._epoch:  # positions were re-read meanwhile (fenced): it was prepared from stale ones
+            self._sensor.on_apply_skipped("fenced", batch.messages)
+            self._planned = dict(self._stored)
+            return
+        for partition, w in batch.work.items():
+            if w.rewind_to is not None:
+                self._consumer.seek(partition, w.rewind_to)
+        self._in_flight = (batch, self._pool.submit(self._write, batch))
+
+    def _drain(self) -> None:
+        """Wait for the batch in flight; raise its failure (after which nothing is in flight)."""
+        if self._in_flight is None:
+            return
+        batch, future = self._in_flight
+        self._in_flight = None
         try:
-            self._apply(messages)
+            future.result()
         except FencedError:
-            self._sensor.on_apply_skipped("fenced", len(messages))
+            self._sensor.on_apply_skipped("fenced", batch.messages)
             log.warning("our stored offsets moved: another instance owns these partitions now; batch dropped")
             self._resync(reconnect=False)
+            return
+        except BaseException:
+            self._planned = dict(self._stored)
+            self._epoch += 1
+            raise
+        self._consumer.commit_for_monitoring({p: w.next_offset for p, w in batch.work.items()})
+
+    def _settle(self) -> Exception | None:
+        """Wait for the batch in flight, whatever its outcome; its failure, if any, is returned."""
+        try:
+            self._drain()
+        except Exception as exc:
+            return exc
+        return None
 
     def _recover(self, exc: Exception, delay: float) -> None:
         """After a transient failure (target connection lost, deadlock, broker away): roll back, wait,
@@ -198,13 +273,17 @@ class ChangeApplier:
                         raise
                     log.warning("%s (retrying)", exc.line())
                     self._stop.wait(2.0)
+        self._consumer.finish_assignment()  # an assignment whose offsets could not be read then
         owned = sorted(self._consumer.assigned)
         stored = self._writer.read_offsets(owned)
         self._stored.update(stored)
+        self._planned = dict(self._stored)
+        self._epoch += 1
         for partition in owned:
             self._consumer.seek(partition, stored[partition].next_offset)
 
-    def _apply(self, messages: list[Message]) -> None:
+    def _prepare_batch(self, messages: list[Message]) -> _Batch | None:
+        """Steps 1-4 (main thread): decode, drop duplicates, route, DDL, plan."""
         started = time.monotonic()
         by_partition: dict[Partition, list[Message]] = defaultdict(list)
         for message in messages:
@@ -214,42 +293,49 @@ class ChangeApplier:
             self._consumer.seek(partition, _offset_of(by_partition.pop(partition)[0]))
         self._consumer.pause(sorted(held))
         if not by_partition:
-            return
+            return None
         letters: list[DeadLetter] = []
         work = {p: self._prepare(p, msgs, letters) for p, msgs in sorted(by_partition.items())}
+        first = {p: self._planned[p].next_offset for p in work}
         executor = StepExecutor(self._writer, self._config.apply.error_policy, self._sensor)
         tables = self._router.group(work_events(work), executor.reject)  # DDL for new columns happens here
+        for partition, w in work.items():
+            previous = self._planned[partition]
+            self._planned[partition] = StoredOffset(w.next_offset, w.position or previous.position)
+        return _Batch(work, first, plan_tables(tables), letters, executor, len(messages), started)
+
+    def _write(self, batch: _Batch) -> None:
+        """Step 5 (writer thread): one transaction, then what the commit makes true."""
+        work = batch.work
         faults.reach("apply.before-lock")
         self._writer.begin()
         locked = self._writer.lock_offsets(sorted(work))
         for partition in work:
             stored = locked.get(partition)
-            if stored is None or stored.next_offset != self._stored[partition].next_offset:
+            if stored is None or stored.next_offset != batch.first[partition]:
                 self._writer.rollback()
                 raise FencedError
-        counts = executor.run(tables)
+        counts = batch.executor.run(batch.tables)
         for w in work.values():
             for change in w.schema_changes:
                 self._writer.record_schema_change(change.ref.topic, change.ref.offset, change.database, change.ddl,
                                                   change.source_ts_ms)
-        for letter in [*letters, *executor.dead_letters]:
+        dead = [*batch.letters, *batch.executor.dead_letters]
+        for letter in dead:
             self._writer.record_dead_letter(letter)
         updates = [OffsetUpdate(t, p, w.next_offset, w.position, w.source_ts_ms) for (t, p), w in work.items()]
         self._writer.save_offsets(updates)
         if self._dead_letters is not None:
-            self._dead_letters.publish([*letters, *executor.dead_letters])  # before commit: at least once
+            self._dead_letters.publish(dead)  # before commit: at least once
         faults.reach("apply.before-commit")
         self._writer.commit()
         faults.reach("apply.after-commit")
-        for (topic, number), w in work.items():
-            previous = self._stored[(topic, number)]
-            self._stored[(topic, number)] = StoredOffset(w.next_offset, w.position or previous.position)
-            self._lag.applied((topic, number), w.source_ts_ms, w.events)
-            if w.rewind_to is not None:
-                self._consumer.seek((topic, number), w.rewind_to)
-        self._consumer.commit_for_monitoring({p: w.next_offset for p, w in work.items()})
+        for partition, w in work.items():
+            previous = self._stored[partition]
+            self._stored[partition] = StoredOffset(w.next_offset, w.position or previous.position)
+            self._lag.applied(partition, w.source_ts_ms, w.events)
         self.batches_committed += 1
-        self._sensor.on_apply_batch(counts, len(messages), time.monotonic() - started)
+        self._sensor.on_apply_batch(counts, batch.messages, time.monotonic() - batch.started)
 
     def _prepare(self, partition: Partition, messages: list[Message], letters: list[DeadLetter]) -> _PartitionWork:
         """Decode one partition's messages and keep what must be applied (steps 2 and 3)."""
@@ -258,7 +344,7 @@ class ChangeApplier:
         if (topic in self._support and topic != self._config.kafka.topic_prefix and not topic.startswith("__")
                 and not topic.endswith(".message")):
             return work  # transaction markers, schema history: nothing to apply
-        stored = self._stored[partition].position
+        stored = self._planned[partition].position
         accepted_key_change_delete = False
         for message in messages:
             try:
@@ -297,7 +383,7 @@ class ChangeApplier:
             held = work.events.pop(tail)
             work.next_offset = held.ref.offset
             work.rewind_to = held.ref.offset
-            work.position = self._last_position(work.events, self._stored[partition].position)
+            work.position = self._last_position(work.events, self._planned[partition].position)
         return work
 
     @staticmethod

@@ -71,12 +71,15 @@ Step = Merge | KeyChange | Truncate | ExactChange
 
 def key_of(table: TargetTable, event: ChangeEvent) -> Key:
     """The target primary key of an event's row, taken from the Kafka key when it has the columns."""
-    source = event.key if event.key is not None and all(k in event.key for k in table.key) else None
-    if source is None:
-        source = event.before if event.op == "d" else event.after
+    if event.key is not None:
+        try:
+            return tuple(map(event.key.__getitem__, table.key))
+        except KeyError:
+            pass  # a message key of other columns (message.key.columns): the row has the key
+    source = event.before if event.op == "d" else event.after
     if source is None:
         raise KeyError("no key values")
-    return tuple(source[k] for k in table.key)
+    return tuple(map(source.__getitem__, table.key))
 
 
 def restrict(table: TargetTable, row: Row) -> Row:
@@ -91,6 +94,7 @@ class _Run:
         self.table = table
         self.states: dict[Key, tuple[str, Row | None]] = {}
         self.events: list[ChangeEvent] = []
+        self._same_columns: tuple[str, ...] | None = None  # an event schema's columns = the target's
 
     def add(self, event: ChangeEvent) -> None:
         self.events.append(event)
@@ -99,7 +103,14 @@ class _Run:
         if event.op == "d":
             self.states[key] = ("delete", None)
             return
-        row = restrict(self.table, event.after or {})
+        after = event.after or {}
+        # Events of one schema share one `columns` tuple: compared with the target's once per run.
+        if event.columns is self._same_columns and not event.unavailable:
+            row = after  # every target column, in the target's order (see `restrict`)
+        else:
+            row = restrict(self.table, after)
+            if row is after and not event.unavailable and event.columns == self.table.names:
+                self._same_columns = event.columns
         partial = bool(event.unavailable)
         if previous is None:
             self.states[key] = ("update" if partial else "upsert", row)
@@ -118,10 +129,16 @@ class _Run:
             return None
         step = Merge(events=self.events)
         key_names = self.table.key
-        for key, (kind, row) in self.states.items():
+        names = self.table.names
+        whole: list[tuple[Any, ...]] = []  # upserts that carry every target column (the usual case)
+        get = self.states.items
+        for key, (kind, row) in get():
             if kind in ("delete", "replace", "delete_update"):
                 step.deletes.append(key)
             if kind in ("upsert", "replace") and row is not None:
+                if len(row) == len(names):  # row keys are target names (restrict), so: all of them
+                    whole.append(tuple(map(row.__getitem__, names)))
+                    continue
                 full = {**dict(zip(key_names, key, strict=True)), **row}
                 columns = tuple(n for n in self.table.names if n in full)
                 step.upserts.setdefault(columns, []).append(tuple(full[c] for c in columns))
@@ -129,6 +146,8 @@ class _Run:
                 others = tuple(n for n in self.table.names if n in row and n not in key_names)
                 columns = key_names + others
                 step.updates.setdefault(columns, []).append(key + tuple(row[c] for c in others))
+        if whole:
+            step.upserts.setdefault(names, []).extend(whole)
         return step
 
 

@@ -53,6 +53,7 @@ class ChangeConsumer:
         self._load_offsets = load_offsets
         self._on_assigned = on_assigned
         self._fatal: BaseException | None = None
+        self._unfinished: list[TopicPartition] | None = None
         self.assigned: set[Partition] = set()
         self.generation = 0
         config: dict[str, Any] = {
@@ -71,6 +72,10 @@ class ChangeConsumer:
             # full, which it always is when the consumer (us) is slower than the broker: 1000 ms by
             # default, which left the applier waiting in consume() 65% of the time (tests/perf).
             "fetch.queue.backoff.ms": 10,
+            # One fetch brings up to 8 MiB of a partition instead of 1 MiB (~170 events of 6 KiB):
+            # fewer round trips to the broker while the applier is busy (+12% events/s, tests/perf).
+            # The prefetch queue stays bounded by queued.max.messages.kbytes (64 MiB by default).
+            "max.partition.fetch.bytes": 8 * 1024 * 1024,
         }
         config.update(kafka.options)  # the operator's librdkafka options win
         self._reader_config = {**client_config(kafka), "auto.offset.reset": "error"}
@@ -86,24 +91,37 @@ class ChangeConsumer:
     # -- rebalance callbacks (run inside consume()) ----------------------------------------------
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:
-            self._check_layout(partitions)
-            wanted = [(tp.topic, tp.partition) for tp in partitions]
-            stored = self._load_offsets(wanted)
-            for tp in partitions:
-                tp.offset = self._start_offset((tp.topic, tp.partition), stored.get((tp.topic, tp.partition)))
-            consumer.assign(partitions)
-            self.assigned = set(wanted)
-            self.generation += 1
-            log.info("assigned %d partitions", len(partitions))
-            if self._on_assigned is not None:
-                self._on_assigned(wanted)
+            self._take(partitions)
         except BaseException as exc:  # surfaced from poll(); librdkafka would swallow it otherwise
             self._fatal = exc
+            self._unfinished = partitions  # the group gave them to us: finish_assignment() retries
             consumer.assign([])
+
+    def _take(self, partitions: list[TopicPartition]) -> None:
+        self._check_layout(partitions)
+        wanted = [(tp.topic, tp.partition) for tp in partitions]
+        stored = self._load_offsets(wanted)
+        for tp in partitions:
+            tp.offset = self._start_offset((tp.topic, tp.partition), stored.get((tp.topic, tp.partition)))
+        self._consumer.assign(partitions)
+        self.assigned = set(wanted)
+        self.generation += 1
+        log.info("assigned %d partitions", len(partitions))
+        if self._on_assigned is not None:
+            self._on_assigned(wanted)
+
+    def finish_assignment(self) -> None:
+        """Retry an assignment whose start offsets could not be read in the rebalance callback (the
+        target was away): the group still counts those partitions as ours until the next rebalance."""
+        if self._unfinished is not None:
+            partitions = [TopicPartition(tp.topic, tp.partition) for tp in self._unfinished]
+            self._take(partitions)
+            self._unfinished = None
 
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.unassign()
         self.assigned = set()
+        self._unfinished = None
         self.generation += 1
 
     def _check_layout(self, partitions: list[TopicPartition]) -> None:

@@ -26,6 +26,13 @@ from replicator.errors import ApplyError
 from replicator.events import ChangeEvent
 from replicator.sensor import Sensor
 
+PlannedTable = tuple[TargetTable, list[ChangeEvent], list[Step]]
+
+
+def plan_tables(tables: list[tuple[TargetTable, list[ChangeEvent]]]) -> list[PlannedTable]:
+    """Each table's steps (pure: the applier plans the next batch while the previous one is written)."""
+    return [(table, events, plan(table, events)) for table, events in tables]
+
 
 class DeadLetterSink(Protocol):
     def publish(self, letters: list[DeadLetter]) -> None: ...
@@ -56,10 +63,11 @@ class StepExecutor:
                                             _describe_key(event), reason, None))
         self._sensor.on_dead_letter(table)
 
-    def run(self, tables: list[tuple[TargetTable, list[ChangeEvent]]]) -> dict[tuple[str, str], int]:
+    def run(self, tables: list[PlannedTable]) -> dict[tuple[str, str], int]:
+        """Execute planned tables (`plan_tables`) in order; the events applied, by (table, op)."""
         counts: dict[tuple[str, str], int] = {}
-        for table, events in tables:
-            for step in plan(table, events):
+        for table, events, steps in tables:
+            for step in steps:
                 self._run_step(table, step)
             name = table.table.qualified
             for event in events:

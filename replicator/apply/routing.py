@@ -28,9 +28,14 @@ Reject = Callable[[ChangeEvent, str], None]
 
 
 class Router:
-    def __init__(self, config: MigrationConfig, writer: TargetWriter, sensor: Sensor) -> None:
+    def __init__(self, config: MigrationConfig, writer: TargetWriter, sensor: Sensor,
+                 before_use: Callable[[], object] = lambda: None) -> None:
         self._config = config
         self._writer = writer
+        # Called before each use of the writer's connection: the applier finishes the batch it
+        # is writing in another thread first (one connection, one user at a time).
+        self._before_use = before_use
+        self._selected: dict[TableId, bool] = {}
         self._sensor = sensor
         self._targets: dict[TableId, TargetTable | None] = {}
         self._gates: dict[str, Gate] = {}
@@ -44,6 +49,7 @@ class Router:
     # -- gates ---------------------------------------------------------------------------------
     def refresh_gates(self) -> bool:
         """Re-read the gates; True when they changed."""
+        self._before_use()
         gates = self._writer.read_gates()
         if gates == self._gates:
             return False
@@ -65,17 +71,21 @@ class Router:
     def target(self, source: TableId) -> TargetTable | None:
         if source not in self._targets:
             schema, name = self._config.tables.target_for(source.schema, source.name)
+            self._before_use()
             self._targets[source] = self._writer.describe(TableId(schema, name))
         return self._targets[source]
 
     def group(self, events: list[ChangeEvent], reject: Reject) -> list[tuple[TargetTable, list[ChangeEvent]]]:
         """The events to apply, per target table in order of first appearance; DDL for new columns."""
         grouped: dict[TableId, list[ChangeEvent]] = {}
+        selected = self._selected
         for event in events:
             source = event.table
-            if not self._config.tables.selects(source.schema, source.name):
-                continue
-            grouped.setdefault(source, []).append(event)
+            chosen = selected.get(source)
+            if chosen is None:
+                chosen = selected[source] = self._config.tables.selects(source.schema, source.name)
+            if chosen:
+                grouped.setdefault(source, []).append(event)
         result = []
         for source, table_events in grouped.items():
             table = self.target(source)
@@ -106,7 +116,10 @@ class Router:
                 reject: Reject) -> TargetTable | None:
         present = set(table.names)
         new: dict[str, ChangeEvent] = {}
+        shapes: dict[tuple[str, ...], ChangeEvent] = {}  # events of one schema share a columns tuple
         for event in events:
+            shapes.setdefault(event.columns, event)
+        for event in shapes.values():
             for column in event.columns:
                 if column not in present and column not in new:
                     new[column] = event
@@ -122,6 +135,7 @@ class Router:
                 reject(event, f"new column(s) {', '.join(sorted(new))} not on the target "
                               "(apply.schema_evolution: fail)")
             return None
+        self._before_use()
         for column, event in new.items():
             column_type = event.column_types[column]
             used = self._writer.add_column(table.table, column, column_type)

@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from replicator.stack.launcher import LocalStack
@@ -139,6 +140,13 @@ def test_kill9_kafka_connect_resent_events_change_nothing(pg_scenario: Scenario,
         proc.stop()
 
 
+def committed_batches(proc: ApplyProcess) -> float:
+    try:
+        return proc.metric("replicator_apply_batch_seconds_count")
+    except httpx.HTTPError:  # its /metrics is not up yet
+        return 0.0
+
+
 def process_state(proc: ApplyProcess) -> str:
     assert proc.proc is not None
     return Path(f"/proc/{proc.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -157,7 +165,10 @@ def test_zombie_instance_writes_nothing_stale_and_two_instances_converge(pg_scen
     wait_until(lambda: process_state(first) == "T", 60, "the first instance to stop at apply.before-lock")
     second = ApplyProcess(config, tmp_path / "second.log").start()
     try:
-        time.sleep(15)  # past the session timeout: the second owns every partition and applies
+        # Past the session timeout the group gives every partition to the second, which applies
+        # on: wait for a few of its batches, so that the first's held batch is stale for sure.
+        wait_until(lambda: committed_batches(second) >= 3, 90, "the second instance to apply batches", second)
+        time.sleep(2)
         first.signal(signal.SIGCONT)
         time.sleep(5)
         load.stop.set()

@@ -162,6 +162,67 @@ def test_delete_removes_rows_by_composite_key(box: Box) -> None:
     assert box.rows(f"SELECT * FROM {box.q('t')}") == [(1, "a", 1)]
 
 
+def test_delete_by_a_single_column_key_goes_in_chunks_and_compares_as_the_column_does(box: Box) -> None:
+    t = box.table("t", "(id INT PRIMARY KEY, v INT)")
+    box.sql(f"INSERT INTO {box.q('t')} SELECT seq, seq FROM seq_1_to_3000")
+    statements = spy_statements(box.writer)
+    box.writer.begin()
+    box.writer.delete(t, [(k,) for k in range(2, 3002)])  # 3000 keys, one absent: three statements
+    box.writer.commit()
+    assert box.rows(f"SELECT * FROM {box.q('t')}") == [(1, 1)]
+    assert sum(s.startswith("DELETE FROM") for s in statements) == 3
+    assert not any("stage" in s for s in statements)
+    # A DECIMAL and a case-insensitive text key match as the key join did: by the column's type and collation.
+    d = box.table("d", "(k DECIMAL(6,2) PRIMARY KEY)")
+    c = box.table("c", "(k VARCHAR(5) PRIMARY KEY)")
+    box.sql(f"INSERT INTO {box.q('d')} VALUES (1.10), (2.00)")
+    box.sql(f"INSERT INTO {box.q('c')} VALUES ('abc'), ('x')")
+    box.writer.begin()
+    box.writer.delete(d, [(Decimal("1.1"),)])
+    box.writer.delete(c, [("ABC",)])
+    box.writer.commit()
+    assert box.rows(f"SELECT k FROM {box.q('d')}") == [(Decimal("2.00"),)]
+    assert box.rows(f"SELECT k FROM {box.q('c')}") == [("x",)]
+
+
+def test_on_duplicate_key_update_only_where_the_primary_key_is_the_only_unique_key(box: Box) -> None:
+    plain = box.table("p", "(id INT PRIMARY KEY, name VARCHAR(20), KEY (name))")
+    unique = box.table("u", "(id INT PRIMARY KEY, email VARCHAR(40) UNIQUE)")
+    w = box.writer
+    assert w._binding(plain).only_primary_unique and not w._binding(unique).only_primary_unique
+    statements = spy_statements(w)
+    box.sql(f"INSERT INTO {box.q('p')} VALUES (1, 'a'), (2, 'b')")
+    w.begin()
+    w.upsert(plain, ("id", "name"), [(2, "B"), (3, "c")])
+    w.upsert(unique, ("id", "email"), [(1, "a@x")])
+    w.commit()
+    assert box.rows(f"SELECT * FROM {box.q('p')} ORDER BY id") == [(1, "a"), (2, "B"), (3, "c")]
+    odku = [s for s in statements if "ON DUPLICATE KEY UPDATE" in s]
+    assert len(odku) == 1 and box.q("p") in odku[0]
+    # A unique key added later is seen when the table is described again (reconnect, new column).
+    box.sql(f"ALTER TABLE {box.q('p')} ADD UNIQUE KEY (name)")
+    again = w.describe(TableId(box.name, "p"))
+    assert again is not None and not w._binding(again).only_primary_unique
+    w.begin()
+    with pytest.raises(pymysql.err.IntegrityError):
+        w.upsert(again, ("id", "name"), [(4, "B")])  # would have rewritten row 2 under ON DUPLICATE KEY
+    w.rollback()
+    assert box.rows(f"SELECT * FROM {box.q('p')} ORDER BY id") == [(1, "a"), (2, "B"), (3, "c")]
+
+
+def spy_statements(writer: MySQLTargetWriter) -> list[str]:
+    """Every statement the writer runs through `_run` from now on."""
+    seen: list[str] = []
+    run = writer._run
+
+    def spy(query: str, params: tuple[Any, ...] = ()) -> int:
+        seen.append(query)
+        return run(query, params)
+
+    writer._run = spy  # type: ignore[method-assign]
+    return seen
+
+
 def test_change_key_moves_exactly_the_row_with_that_key(box: Box) -> None:
     # Keys equal as doubles: they must still be told apart.
     t = box.table("t", "(k DECIMAL(30,20) PRIMARY KEY, v VARCHAR(5))")

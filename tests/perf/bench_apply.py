@@ -230,6 +230,8 @@ def report(bench: Bench) -> int:
                 f"{applied.seconds_with_startup - applied.seconds:.1f} s or more, spent in ChangeConsumer.consume)")
         for line in profile_top(args.profile):
             say("   " + line)
+        for line in profile_top(args.profile, thread_marker="ChangeApplier._write", thread_name="writer"):
+            say("   " + line)
 
     say("")
     say(f"lower limit: {'(a) consume+parse' if a_rate <= b_rate else '(b) write'} at {limit:,.0f} events/s; "

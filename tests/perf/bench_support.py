@@ -38,7 +38,8 @@ from replicator.stack.launcher import LocalStack, StackInfo
 # (1000 ms), whenever the application parses slower than the broker delivers, the prefetch queue
 # fills (queued.max.messages.kbytes, 64 MiB) and the next fetch waits up to a second: consume +
 # parse then runs at ~16k messages/s instead of ~28k here. 10 ms keeps the queue topped up.
-LIMIT_CONSUMER_OPTIONS: dict[str, Any] = {"fetch.queue.backoff.ms": 10}
+# The applier's larger partition fetch (8 MiB, replicator.apply.consumer) is given to it as well.
+LIMIT_CONSUMER_OPTIONS: dict[str, Any] = {"fetch.queue.backoff.ms": 10, "max.partition.fetch.bytes": 8 * 1024 * 1024}
 
 
 def quiet_heap() -> None:
@@ -382,8 +383,10 @@ def _function(frame: str) -> str:
     return f"{name} ({'/'.join(Path(path).parts[-2:])})"
 
 
-def profile_top(path: Path, limit: int = 12, thread_marker: str = "ChangeApplier.run") -> list[str]:
-    """Self and inclusive shares of the applier thread's samples per function (py-spy raw stacks)."""
+def profile_top(path: Path, limit: int = 12, thread_marker: str = "ChangeApplier.run",
+                thread_name: str = "applier") -> list[str]:
+    """Self and inclusive shares of one thread's samples per function (py-spy raw stacks): the
+    applier's main thread ("ChangeApplier.run") or its writer thread ("ChangeApplier._write")."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = 0
@@ -401,8 +404,8 @@ def profile_top(path: Path, limit: int = 12, thread_marker: str = "ChangeApplier
         for name in set(names):
             inclusive[name] += count
     if not total:
-        return ["no samples of the applier thread"]
-    lines = [f"{total} samples of the applier thread; by self time:", f"{'self %':>7} {'incl %':>7}  function"]
+        return [f"no samples of the {thread_name} thread"]
+    lines = [f"{total} samples of the {thread_name} thread; by self time:", f"{'self %':>7} {'incl %':>7}  function"]
     lines += [f"{100 * n / total:7.1f} {100 * inclusive[f] / total:7.1f}  {f}" for f, n in own.most_common(limit)]
     lines.append("by inclusive time (replicator code):")
     ours = [(f, n) for f, n in inclusive.most_common() if "apply/" in f or "dialects/" in f]

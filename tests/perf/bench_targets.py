@@ -207,32 +207,30 @@ class MariaDBBench:
 
     def write_final(self, upserts: list[tuple[Any, ...]], deletes: list[int], table: str = TABLE) -> float:
         """Physical limit (b): the final rows written as a tab-separated file and LOAD DATA LOCAL
-        INFILE into a temporary table, then UPDATE … JOIN for the rows that exist, INSERT … SELECT …
-        WHERE NOT EXISTS for the new ones, and the deleted keys by LOAD DATA into a second
-        temporary table and one DELETE … JOIN; one transaction. Seconds from writing the file to
-        COMMIT (the rows were computed before)."""
+        INFILE into a temporary table, then one INSERT … SELECT … ON DUPLICATE KEY UPDATE (the
+        table's only unique key is its primary key), and the deleted keys by DELETE … WHERE id IN
+        (…) of 1000 keys each (faster than staging them, as the applier found); one transaction.
+        Seconds from writing the file to COMMIT (the rows were computed before)."""
         target = f"{SCHEMA}.{table}"
-        sets = ", ".join(f"t.{c} = s.{c}" for c in COLUMNS[1:])
+        sets = ", ".join(f"{c} = s.{c}" for c in COLUMNS[1:])
         cols = ", ".join(COLUMNS)
         started = time.monotonic()
         self.run("BEGIN")
         self.run(f"CREATE TEMPORARY TABLE bench_up LIKE {target}")
-        self.run("CREATE TEMPORARY TABLE bench_del (id BIGINT NOT NULL PRIMARY KEY)")
         self._load("bench_up", ("\t".join(map(_tsv, row)) + "\n" for row in upserts), COLUMNS)
-        self._load("bench_del", (f"{id_}\n" for id_ in deletes), ("id",))
-        self.run(f"UPDATE {target} t JOIN bench_up s ON t.id = s.id SET {sets}")
-        self.run(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM bench_up s "
-                 f"WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.id = s.id)")
-        self.run(f"DELETE t FROM {target} t JOIN bench_del s ON t.id = s.id")
+        self.run(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM bench_up s ON DUPLICATE KEY UPDATE {sets}")
+        for start in range(0, len(deletes), 1000):
+            part = tuple(deletes[start:start + 1000])
+            self.run(f"DELETE FROM {target} WHERE id IN ({', '.join(['%s'] * len(part))})", part)
         self.run("COMMIT")
         elapsed = time.monotonic() - started
-        self.run("DROP TEMPORARY TABLE bench_up, bench_del")
+        self.run("DROP TEMPORARY TABLE bench_up")
         return elapsed
 
     def abandon(self) -> None:
         """After a failed (b): roll back and drop its temporary tables."""
         self.run("ROLLBACK")
-        self.run("DROP TEMPORARY TABLE IF EXISTS bench_up, bench_del")
+        self.run("DROP TEMPORARY TABLE IF EXISTS bench_up")
 
     def state(self, table: str = TABLE) -> TableState:
         """Row count and the sum of a 60-bit slice of md5(the row's fields) over all rows, in the database."""
