@@ -58,6 +58,7 @@ from replicator.sensor import Sensor
 log = logging.getLogger(__name__)
 
 OUR_MESSAGE_PREFIX = "replicator"
+_GATE_REFRESH_S = 10.0  # the longest a gate change waits to be seen while batches keep coming
 
 
 class FencedError(Exception):
@@ -103,6 +104,7 @@ class ChangeApplier:
         self._planned: dict[Partition, StoredOffset] = {}  # where the batches prepared so far end
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replicator-writer")
         self._in_flight: tuple[_Batch, Future[None]] | None = None
+        self._gates_read_at = 0.0
         self._epoch = 0  # bumped whenever `_stored`/`_planned` are re-read: older prepared batches are void
         self._support = support_topics(config.kafka.topic_prefix)
         self._lag = LagTracker()
@@ -179,14 +181,19 @@ class ChangeApplier:
         self._consumer.pause(self._router.held_partitions(partitions))
 
     def _housekeeping(self) -> None:
-        self._drain()
-        owned = sorted(self._consumer.assigned)
-        if self._router.refresh_gates():
-            held = set(self._router.held_partitions(owned))
-            self._consumer.pause(sorted(held))
-            self._consumer.resume([p for p in owned if p not in held])
-        watermarks = {p: self._consumer.watermarks(p, cached=False)[1] for p in owned}
-        self._lag.report(self._sensor, self._stored, watermarks)
+        """Every 2 s: lag figures; gates re-read when no batch is in flight, and at least every
+        `_GATE_REFRESH_S` under load (reading them needs the connection: the pipeline drains)."""
+        now = time.monotonic()
+        if self._in_flight is None or now >= self._gates_read_at + _GATE_REFRESH_S:
+            self._drain()
+            self._gates_read_at = now
+            owned = sorted(self._consumer.assigned)
+            if self._router.refresh_gates():
+                held = set(self._router.held_partitions(owned))
+                self._consumer.pause(sorted(held))
+                self._consumer.resume([p for p in owned if p not in held])
+        watermarks = {p: self._consumer.watermarks(p, cached=False)[1] for p in sorted(self._consumer.assigned)}
+        self._lag.report(self._sensor, dict(self._stored), watermarks)  # a copy: the writer thread updates it
 
     # -- one batch -----------------------------------------------------------------------------
     def _apply_batch(self, messages: list[Message]) -> None:
