@@ -216,7 +216,10 @@ def apply_changes(obj: _Context) -> None:
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # REPLICATOR_LOG_LEVEL=INFO|DEBUG for more detail (DEBUG: every batch's offsets and fencing decisions).
+    level = os.environ.get("REPLICATOR_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(level=level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # librdkafka's own connection chatter: the error it leads to is reported once, as one line.
     logging.getLogger("replicator.librdkafka").setLevel(logging.CRITICAL)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 _SPEC = os.environ.get("REPLICATOR_FAULT", "")
 _POINT, _, _REST = _SPEC.partition(":")
@@ -23,4 +24,7 @@ def reach(point: str) -> None:
     _counts[point] = _counts.get(point, 0) + 1
     if _counts[point] != int(_NTH or "1"):
         return
-    os.kill(os.getpid(), signal.SIGKILL if _ACTION == "kill" else signal.SIGSTOP)
+    # Directed at this thread: a process-directed kill() is delivered to the main thread, and a
+    # caller in another thread (the applier's writer) could run on for a few milliseconds (past
+    # BEGIN and the offset locks) before the stop or kill reached it.
+    signal.pthread_kill(threading.get_ident(), signal.SIGKILL if _ACTION == "kill" else signal.SIGSTOP)

@@ -320,6 +320,8 @@ class ChangeApplier:
         for partition in work:
             stored = locked.get(partition)
             if stored is None or stored.next_offset != batch.first[partition]:
+                log.debug("fenced: %s[%d] stored next offset %s, this batch starts at %s", *partition,
+                          None if stored is None else stored.next_offset, batch.first[partition])
                 self._writer.rollback()
                 raise FencedError
         counts = batch.executor.run(batch.tables)
@@ -337,6 +339,9 @@ class ChangeApplier:
         faults.reach("apply.before-commit")
         self._writer.commit()
         faults.reach("apply.after-commit")
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("committed: %s", ", ".join(f"{t}[{p}] {batch.first[(t, p)]}->{w.next_offset}"
+                                                 for (t, p), w in work.items()))
         for partition, w in work.items():
             previous = self._stored[partition]
             self._stored[partition] = StoredOffset(w.next_offset, w.position or previous.position)
