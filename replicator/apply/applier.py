@@ -32,6 +32,7 @@ A permanent failure of one event follows `apply.error_policy` (see `replicator.a
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -121,6 +122,11 @@ class ChangeApplier:
         """Apply until the stop event is set; the batch in flight is finished and committed first."""
         next_housekeeping = 0.0
         delay = 0.5
+        # Each event allocates dozens of short-lived containers, freed by reference counting; the
+        # cyclic collector's default (a young-generation pass every 700 allocations, which also
+        # walks the batch in flight) cost 5-8% of decoding here. Start-up objects are frozen out of it.
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         try:
             while not self._stop.is_set():
                 try:
