@@ -178,8 +178,7 @@ class ChangeApplier:
         self._drain()  # a rebalance: the batch in flight commits before we read where to start
         stored = self._writer.read_offsets(partitions)
         self._stored = {p: stored[p] for p in partitions if p in stored}
-        self._planned = dict(self._stored)
-        self._epoch += 1
+        self._forget_planned()
         return self._stored
 
     def _on_assigned(self, partitions: list[Partition]) -> None:
@@ -210,7 +209,7 @@ class ChangeApplier:
             return
         if epoch != self._epoch:  # positions were re-read meanwhile (fenced): it was prepared from stale ones
             self._sensor.on_apply_skipped("fenced", batch.messages)
-            self._planned = dict(self._stored)
+            self._forget_planned()
             return
         for partition, w in batch.work.items():
             if w.rewind_to is not None:
@@ -231,10 +230,14 @@ class ChangeApplier:
             self._resync(reconnect=False)
             return
         except BaseException:
-            self._planned = dict(self._stored)
-            self._epoch += 1
+            self._forget_planned()
             raise
         self._consumer.commit_for_monitoring({p: w.next_offset for p, w in batch.work.items()})
+
+    def _forget_planned(self) -> None:
+        """Plan from what is committed again; batches prepared before this are void (see `_epoch`)."""
+        self._planned = dict(self._stored)
+        self._epoch += 1
 
     def _settle(self) -> Exception | None:
         """Wait for the batch in flight, whatever its outcome; its failure, if any, is returned."""
@@ -290,8 +293,7 @@ class ChangeApplier:
         owned = sorted(self._consumer.assigned)
         stored = self._writer.read_offsets(owned)
         self._stored.update(stored)
-        self._planned = dict(self._stored)
-        self._epoch += 1
+        self._forget_planned()
         for partition in owned:
             self._consumer.seek(partition, stored[partition].next_offset)
 

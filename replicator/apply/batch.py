@@ -131,8 +131,7 @@ class _Run:
         key_names = self.table.key
         names = self.table.names
         whole: list[tuple[Any, ...]] = []  # upserts that carry every target column (the usual case)
-        get = self.states.items
-        for key, (kind, row) in get():
+        for key, (kind, row) in self.states.items():
             if kind in ("delete", "replace", "delete_update"):
                 step.deletes.append(key)
             if kind in ("upsert", "replace") and row is not None:
