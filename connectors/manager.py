@@ -4,10 +4,12 @@ apply, in this order (each step is idempotent, so a failed or repeated apply is 
  1. resolve the table list against the source catalog (explicit names, not patterns);
  2. refuse PostgreSQL tables whose UPDATE/DELETE the source would reject once published (no primary
     key and REPLICA IDENTITY not FULL), or set FULL when asked (--fix-replica-identity);
- 3. create every table topic (and the heartbeat, transaction and schema-change topics) with exactly
+ 3. create our watermark table on the source (replicator.snapshot proves with it that the
+    connector streams) — it is in the connector's table list, never in the migrated tables;
+ 4. create every table topic (and the heartbeat, transaction and schema-change topics) with exactly
     one partition, refusing an existing table topic with more: per-table Kafka order must be the
     source commit order;
- 4. PUT /connectors/NAME/config (create or update) and wait until the connector and its task are
+ 5. PUT /connectors/NAME/config (create or update) and wait until the connector and its task are
     RUNNING; a FAILED task is reported with its root cause.
 """
 
@@ -44,22 +46,21 @@ class ConnectorPlan:
 def plan(config: MigrationConfig) -> ConnectorPlan:
     catalog = catalog_for(config.source)
     try:
-        tables = [
-            t for t in catalog.list_tables() if config.tables.selects(t.table.schema, t.table.name)
-        ]
+        tables = [t for t in catalog.list_tables() if config.selects(t.table)]
     finally:
         catalog.close()
     prefix = config.kafka.topic_prefix
     topics = {t.table: topic_for(prefix, t.table) for t in tables}
     _refuse_topic_collisions(topics)
-    support = [heartbeat_topic(prefix)]
+    watermark = config.watermark_table
+    support = [heartbeat_topic(prefix), topic_for(prefix, watermark)]
     support.append(f"{prefix}.transaction" if config.source.engine is Engine.POSTGRES else prefix)
     return ConnectorPlan(
         name=config.connector_name,
         tables=tables,
         topics=topics,
         support_topics=support,
-        config=render(config, [t.table for t in tables]),
+        config=render(config, [t.table for t in tables], watermark),
     )
 
 
@@ -95,6 +96,11 @@ def apply(config: MigrationConfig, *, fix_replica_identity: bool = False,
         finally:
             catalog.close()
         current = plan(config)
+    catalog = catalog_for(config.source)
+    try:
+        catalog.ensure_watermark(config.watermark_table)
+    finally:
+        catalog.close()
     admin = TopicAdmin(config.kafka)
     created = admin.ensure_single_partition(
         [*current.topics.values(), *current.support_topics], config.kafka.replication_factor

@@ -37,7 +37,7 @@ def template(engine: Engine) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
-def render(config: MigrationConfig, tables: list[TableId]) -> dict[str, str]:
+def render(config: MigrationConfig, tables: list[TableId], watermark: TableId | None = None) -> dict[str, str]:
     if not tables:
         raise ConfigError(
             f"no table of the source {config.source.describe()} matches tables.include",
@@ -53,7 +53,7 @@ def render(config: MigrationConfig, tables: list[TableId]) -> dict[str, str]:
         "topic_prefix": config.kafka.topic_prefix,
         "slot_name": config.slot_name,
         "publication_name": config.publication_name,
-        "table_include_list": include_list(tables),
+        "table_include_list": include_list([*tables, *([watermark] if watermark else [])]),
         "database_include_list": java_literal(source.database),
         "heartbeat_interval_ms": str(config.connector.heartbeat_interval_ms),
         "keep_alive_interval_ms": str(config.connector.keep_alive_interval_ms),

@@ -203,6 +203,26 @@ def serve(obj: _Context, apply_connectors: bool, no_apply: bool) -> None:
                   say=lambda line: err.print(line, markup=False))
 
 
+@cli.command("snapshot")
+@click.argument("tables", nargs=-1)
+@click.option("--restart", is_flag=True, help="copy the named (or all) tables again from the start")
+@click.pass_obj
+def snapshot(obj: _Context, tables: tuple[str, ...], restart: bool) -> None:
+    """Copy the source's rows to the target (all selected tables, or TABLES as schema.table), resumable,
+    then hand each table to the change stream. Idempotent: a released table is not copied again."""
+    from replicator.sensor import NullSensor
+    from replicator.snapshot.copier import SnapshotCopier
+
+    copier = SnapshotCopier(obj.config(), NullSensor(), say=lambda line: err.print(line, markup=False))
+    results = copier.run(list(tables) or None, restart=restart)
+    table = Table("table", "state", "chunks", "rows", "in target", "in source snapshot", box=None)
+    for r in results:
+        table.add_row(r.table, r.state, str(r.chunks), f"{r.rows:,}",
+                      "" if r.target_rows is None else f"{r.target_rows:,}",
+                      "" if r.source_rows is None else f"{r.source_rows:,}")
+    out.print(table)
+
+
 @cli.command("apply")
 @click.pass_obj
 def apply_changes(obj: _Context) -> None:

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from replicator.errors import ConfigError
+from replicator.model import TableId
 
 ENV_PREFIX = "REPLICATOR_"
 ENV_CONFIG_FILE = "REPLICATOR_CONFIG"
@@ -227,6 +228,9 @@ class ApplySettings(_Section):
 class SnapshotSettings(_Section):
     workers: int = Field(default=2, ge=1, le=64, description="parallel copy workers")
     chunk_rows: int = Field(default=100_000, ge=1, description="rows per chunk, about")
+    max_mb_per_s: float | None = Field(
+        default=None, gt=0, description="throttle: at most this many MB/s read from the source (default: no limit)"
+    )
 
 
 class MetricsSettings(_Section):
@@ -252,6 +256,19 @@ class MigrationConfig(_Section):
         pattern=r"^[a-z_][a-z0-9_]{0,62}$",
         description="our state schema in the target: lower-case letters, digits, '_'",
     )
+
+    @property
+    def watermark_table(self) -> TableId:
+        """Our small table on the source whose rows, seen arriving in Kafka, prove the connector streams
+        (replicator.snapshot): in our schema on PostgreSQL, beside the tables on MySQL (the connector
+        reads one database)."""
+        if self.source.engine is Engine.POSTGRES:
+            return TableId(self.state_schema, "watermark")
+        return TableId(self.source.database, f"{self.state_schema}_watermark")
+
+    def selects(self, table: TableId) -> bool:
+        """A source table is migrated: selected by `tables`, and not our watermark table."""
+        return table != self.watermark_table and self.tables.selects(table.schema, table.name)
 
     @property
     def connector_name(self) -> str:

@@ -73,3 +73,7 @@ class DecodeError(ReplicatorError):
 
 class ApplyError(ReplicatorError):
     """The target refused an event for good (not a transient failure): names table, key, offset."""
+
+
+class SnapshotError(ReplicatorError):
+    """The snapshot copy cannot go on (a proof that failed, counts that differ, a missing table)."""

@@ -73,6 +73,22 @@ class PrometheusSensor:
             "replicator_apply_skipped_events", "Events not applied on purpose, by reason.", ["reason"],
             registry=self.registry,
         )
+        self._snapshot_rows = Counter(
+            "replicator_snapshot_rows", "Rows copied by the snapshot, by source table.", ["table"],
+            registry=self.registry,
+        )
+        self._snapshot_bytes = Counter(
+            "replicator_snapshot_bytes", "Bytes streamed by the snapshot copy, by source table.", ["table"],
+            registry=self.registry,
+        )
+        self._snapshot_chunks = Counter(
+            "replicator_snapshot_chunks", "Snapshot chunks committed, by source table.", ["table"],
+            registry=self.registry,
+        )
+        self._snapshot_released = Gauge(
+            "replicator_snapshot_table_released", "1 when the table's copy is done and it is handed to the stream.",
+            ["table"], registry=self.registry,
+        )
         self._dead = Counter(
             "replicator_apply_dead_letters", "Events sent to the dead-letter topic and table, by table.", ["table"],
             registry=self.registry,
@@ -100,6 +116,14 @@ class PrometheusSensor:
 
     def on_dead_letter(self, table: str) -> None:
         self._dead.labels(table).inc()
+
+    def on_snapshot_progress(self, table: str, rows: int, size: int) -> None:
+        self._snapshot_rows.labels(table).inc(rows)
+        self._snapshot_bytes.labels(table).inc(size)
+        self._snapshot_chunks.labels(table).inc()
+
+    def on_snapshot_table(self, table: str, rows: int, released: bool) -> None:
+        self._snapshot_released.labels(table).set(1 if released else 0)
 
     def on_connector_status(self, connector: str, running: bool, task_states: list[str]) -> None:
         self._connector_up.labels(connector).set(1 if running else 0)

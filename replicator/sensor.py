@@ -29,6 +29,12 @@ class Sensor(Protocol):
 
     def on_dead_letter(self, table: str) -> None: ...
 
+    def on_snapshot_progress(self, table: str, rows: int, size: int) -> None:
+        """A chunk of `table` committed: its rows and bytes."""
+        ...
+
+    def on_snapshot_table(self, table: str, rows: int, released: bool) -> None: ...
+
 
 class NullSensor:
     def on_connector_status(self, connector: str, running: bool, task_states: list[str]) -> None:
@@ -51,4 +57,10 @@ class NullSensor:
         return None
 
     def on_dead_letter(self, table: str) -> None:
+        return None
+
+    def on_snapshot_progress(self, table: str, rows: int, size: int) -> None:
+        return None
+
+    def on_snapshot_table(self, table: str, rows: int, released: bool) -> None:
         return None

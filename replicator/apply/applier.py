@@ -11,7 +11,10 @@ One batch, in order:
 4. outside any transaction: add columns that appeared in the events (schema evolution);
 5. one transaction: lock our offset rows of the batch's partitions in sorted order
    (`SELECT … FOR UPDATE`) and roll back unless they still hold the offsets this batch starts at
-   (a zombie — an instance the group evicted while it was stuck — can never write a stale batch);
+   (a zombie — an instance the group evicted while it was stuck — can never write a stale batch)
+   and the snapshot gates still read (FOR SHARE) as they did when the batch was planned (the
+   snapshot stage changes a gate in a transaction that locks the same offset rows first, so once
+   it has set `hold`, no batch planned without it can commit: the copy never races the stream);
    apply each table's plan (replicator.apply.batch); save each partition's next offset and last
    source position; commit. Rows and positions commit together, so a crash at any point leaves
    either the whole batch or none of it, and a restart resumes at the stored offsets.
@@ -51,7 +54,7 @@ from replicator.apply.executor import DeadLetterSink, PlannedTable, StepExecutor
 from replicator.apply.lag import LagTracker
 from replicator.apply.routing import Router
 from replicator.config import Engine, MigrationConfig
-from replicator.dialects.base import DeadLetter, OffsetUpdate, Partition, StoredOffset, TargetWriter
+from replicator.dialects.base import DeadLetter, Gate, OffsetUpdate, Partition, StoredOffset, TargetWriter
 from replicator.errors import DecodeError, ReplicatorError
 from replicator.events import ChangeEvent, Heartbeat, LogicalMessage, SchemaChange, SourcePosition
 from replicator.sensor import Sensor
@@ -84,6 +87,7 @@ class _Batch:
     first: dict[Partition, int | None]  # the stored next offsets its lock step must find
     tables: list[PlannedTable]
     letters: list[DeadLetter]
+    gates: dict[str, Gate]  # as planned with: the transaction checks they still hold
     executor: StepExecutor
     messages: int
     started: float
@@ -185,6 +189,14 @@ class ChangeApplier:
         self._router.refresh_gates()
         self._consumer.pause(self._router.held_partitions(partitions))
 
+    def _refresh_gates(self) -> None:
+        """Re-read the gates; pause the partitions of held tables, resume the others."""
+        owned = sorted(self._consumer.assigned)
+        if self._router.refresh_gates():
+            held = set(self._router.held_partitions(owned))
+            self._consumer.pause(sorted(held))
+            self._consumer.resume([p for p in owned if p not in held])
+
     def _housekeeping(self) -> None:
         """Every 2 s: lag figures; gates re-read when no batch is in flight, and at least every
         `_GATE_REFRESH_S` under load (reading them needs the connection: the pipeline drains)."""
@@ -192,11 +204,7 @@ class ChangeApplier:
         if self._in_flight is None or now >= self._gates_read_at + _GATE_REFRESH_S:
             self._drain()
             self._gates_read_at = now
-            owned = sorted(self._consumer.assigned)
-            if self._router.refresh_gates():
-                held = set(self._router.held_partitions(owned))
-                self._consumer.pause(sorted(held))
-                self._consumer.resume([p for p in owned if p not in held])
+            self._refresh_gates()
         watermarks = {p: self._consumer.watermarks(p, cached=False)[1] for p in sorted(self._consumer.assigned)}
         self._lag.report(self._sensor, dict(self._stored), watermarks)  # a copy: the writer thread updates it
 
@@ -226,7 +234,7 @@ class ChangeApplier:
             future.result()
         except FencedError:
             self._sensor.on_apply_skipped("fenced", batch.messages)
-            log.warning("our stored offsets moved: another instance owns these partitions now; batch dropped")
+            log.warning("our stored offsets or a snapshot gate moved since the batch was planned; batch dropped")
             self._resync(reconnect=False)
             return
         except BaseException:
@@ -296,6 +304,8 @@ class ChangeApplier:
         self._forget_planned()
         for partition in owned:
             self._consumer.seek(partition, stored[partition].next_offset)
+        self._refresh_gates()
+        self._gates_read_at = time.monotonic()
 
     def _prepare_batch(self, messages: list[Message]) -> _Batch | None:
         """Steps 1-4 (main thread): decode, drop duplicates, route, DDL, plan."""
@@ -317,7 +327,8 @@ class ChangeApplier:
         for partition, w in work.items():
             previous = self._planned[partition]
             self._planned[partition] = StoredOffset(w.next_offset, w.position or previous.position)
-        return _Batch(work, first, plan_tables(tables), letters, executor, len(messages), started)
+        return _Batch(work, first, plan_tables(tables), letters, self._router.gates, executor, len(messages),
+                      started)
 
     def _write(self, batch: _Batch) -> None:
         """Step 5 (writer thread): one transaction, then what the commit makes true."""
@@ -332,6 +343,10 @@ class ChangeApplier:
                           None if stored is None else stored.next_offset, batch.first[partition])
                 self._writer.rollback()
                 raise FencedError
+        if self._writer.read_gates(lock=True) != batch.gates:
+            log.debug("fenced: a snapshot gate changed since the batch was planned")
+            self._writer.rollback()
+            raise FencedError
         counts = batch.executor.run(batch.tables)
         for w in work.values():
             for change in w.schema_changes:

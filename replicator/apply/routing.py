@@ -47,6 +47,10 @@ class Router:
         self._targets.clear()
 
     # -- gates ---------------------------------------------------------------------------------
+    @property
+    def gates(self) -> dict[str, Gate]:
+        return self._gates
+
     def refresh_gates(self) -> bool:
         """Re-read the gates; True when they changed."""
         self._before_use()
@@ -83,7 +87,7 @@ class Router:
             source = event.table
             chosen = selected.get(source)
             if chosen is None:
-                chosen = selected[source] = self._config.tables.selects(source.schema, source.name)
+                chosen = selected[source] = self._config.selects(source)
             if chosen:
                 grouped.setdefault(source, []).append(event)
         result = []

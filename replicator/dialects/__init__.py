@@ -7,7 +7,7 @@ the engine name.
 from __future__ import annotations
 
 from replicator.config import Endpoint, Engine
-from replicator.dialects.base import SourceCatalog, TargetWriter
+from replicator.dialects.base import SnapshotSource, SnapshotTarget, SourceCatalog, TargetWriter
 
 
 def catalog_for(endpoint: Endpoint) -> SourceCatalog:
@@ -31,4 +31,31 @@ def target_writer_for(endpoint: Endpoint, state_schema: str) -> TargetWriter:
     return MySQLTargetWriter(endpoint, state_schema)
 
 
-__all__ = ["SourceCatalog", "TargetWriter", "catalog_for", "target_writer_for"]
+def snapshot_source_for(endpoint: Endpoint) -> SnapshotSource:
+    """One source connection of the snapshot copier (planning, or a worker's reads in the snapshot)."""
+    if endpoint.engine is Engine.POSTGRES:
+        from replicator.dialects.postgres_snapshot import PostgresSnapshotSource
+
+        return PostgresSnapshotSource(endpoint)
+    raise NotImplementedError("a MySQL/MariaDB snapshot source")
+
+
+def snapshot_target_for(endpoint: Endpoint, state_schema: str) -> SnapshotTarget:
+    """One target connection of the snapshot copier (chunk loads and the ledger)."""
+    if endpoint.engine is Engine.POSTGRES:
+        from replicator.dialects.postgres_load import PostgresSnapshotTarget
+
+        return PostgresSnapshotTarget(endpoint, state_schema)
+    raise NotImplementedError("a MySQL/MariaDB snapshot target")
+
+
+def binary_transfer(source: Endpoint, target: Endpoint, source_types: dict[str, str],
+                    target_types: dict[str, str]) -> bool:
+    """True when chunks can travel in PostgreSQL's binary COPY format: both ends PostgreSQL and every
+    copied column of the same type on both (binary values are type-specific)."""
+    return (source.engine is Engine.POSTGRES and target.engine is Engine.POSTGRES
+            and all(target_types.get(name) == kind for name, kind in source_types.items()))
+
+
+__all__ = ["SnapshotSource", "SnapshotTarget", "SourceCatalog", "TargetWriter", "binary_transfer", "catalog_for",
+           "snapshot_source_for", "snapshot_target_for", "target_writer_for"]

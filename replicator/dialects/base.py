@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from replicator.events import ColumnType, Row, SourcePosition
 from replicator.model import SourceTable, TableId
@@ -18,6 +19,14 @@ class SourceCatalog(Protocol):
         ...
 
     def set_replica_identity_full(self, table: TableId) -> None: ...
+
+    def ensure_watermark(self, table: TableId) -> None:
+        """Create our watermark table (id, token, written_at) if missing (idempotent)."""
+        ...
+
+    def write_watermark(self, table: TableId, token: str) -> None:
+        """Write `token` into the watermark table in a committed transaction of its own."""
+        ...
 
     def drop_capture_objects(self, slot_name: str, publication_name: str, wait_s: float) -> list[str]:
         """Drop what a PostgreSQL connector leaves behind (slot, publication); say what was dropped."""
@@ -91,6 +100,70 @@ class Gate:
 
 Partition = tuple[str, int]
 
+KeyKind = Literal["int", "text"]
+Block = bytes | bytearray | memoryview  # a piece of a COPY / LOAD DATA stream
+
+
+@dataclass(frozen=True)
+class SourceShape:
+    """A source table as the snapshot copies it: columns (name, type as the source formats it), primary
+    key, and how each key column orders chunk bounds (None: a type bounds are not taken on)."""
+
+    table: TableId
+    columns: tuple[tuple[str, str], ...]
+    key: tuple[str, ...]
+    key_kinds: tuple[KeyKind | None, ...]
+    estimated_rows: int
+
+    @property
+    def chunk_kinds(self) -> tuple[KeyKind, ...] | None:
+        """The key's kinds when the table can be split into key ranges; None: one chunk."""
+        if not self.key or any(k is None for k in self.key_kinds):
+            return None
+        return tuple(k for k in self.key_kinds if k is not None)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+
+@dataclass(frozen=True)
+class LedgerTable:
+    """A table's entry in the snapshot ledger (our state schema in the target)."""
+
+    source_table: str
+    target_table: str
+    plan: str  # JSON: the chunk bounds, fixed when the table's copy starts
+    state: str  # copying, copied, released
+    chunks: dict[int, tuple[int, str]]  # chunk → (rows, position JSON) of the chunks committed
+    source_rows: int | None = None
+    target_rows: int | None = None
+
+
+@dataclass(frozen=True)
+class ChunkLoad:
+    """One chunk's load into the target and its ledger entry."""
+
+    source_table: str
+    chunk: int
+    position: str  # JSON of the read view's position (SnapshotPoint.position)
+    table: TableId  # the target table
+    key: tuple[str, ...]
+    kinds: tuple[KeyKind, ...] | None  # None: the whole table is the chunk
+    low: tuple[Any, ...] | None
+    high: tuple[Any, ...] | None
+    columns: tuple[str, ...]
+    binary: bool
+
+
+@dataclass(frozen=True)
+class SnapshotPoint:
+    """A consistent read view of the source and where the change stream stood when it was taken
+    (the per-chunk filter entry of replicator.apply.gate: {"postgres": {...}} or {"mysql": {...}})."""
+
+    token: str  # what a worker needs to enter it (PostgreSQL: the exported snapshot's name)
+    position: dict[str, Any]
+
 
 class TargetWriter(Protocol):
     """One target connection the applier writes through. Engine SQL lives in the implementations.
@@ -150,7 +223,16 @@ class TargetWriter(Protocol):
 
     def record_schema_change(self, topic: str, offset: int, database: str, ddl: str, source_ts_ms: int) -> None: ...
 
-    def read_gates(self) -> dict[str, Gate]: ...
+    def read_gates(self, *, lock: bool = False) -> dict[str, Gate]:
+        """All gates; with `lock`, inside the batch transaction, a locking read of the latest committed
+        ones (FOR SHARE): a gate that changed since the batch was planned makes the batch void."""
+        ...
+
+    def write_gate(self, table: str, state: str | None, filter_text: str | None, partitions: list[Partition]) -> None:
+        """Set a table's gate (None: remove it) in a transaction that first locks the offset rows of
+        its partitions, as every batch transaction does: a batch either committed before the change
+        or reads it after its lock step (and is voided if it planned with the old gate)."""
+        ...
 
     # -- rows ------------------------------------------------------------------------------------
     def upsert(self, table: TargetTable, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
@@ -183,3 +265,62 @@ class TargetWriter(Protocol):
     def delete_all(self, table: TargetTable) -> None:
         """Empty the table inside the current transaction (never an implicitly committing TRUNCATE)."""
         ...
+
+
+class SnapshotSource(Protocol):
+    """One source connection of the snapshot copier (see replicator.snapshot)."""
+
+    def close(self) -> None: ...
+
+    def shape(self, table: TableId) -> SourceShape: ...
+
+    def split_points(self, shape: SourceShape, chunk_rows: int) -> list[tuple[Any, ...]]:
+        """Ordered key values cutting the table into chunks of about `chunk_rows` rows ([]: one chunk)."""
+        ...
+
+    def sequences(self, table: TableId) -> dict[str, int]:
+        """Column → the sequence's or auto-increment's current value, for the cutover to sync."""
+        ...
+
+    def export(self) -> SnapshotPoint:
+        """Coordinator: open a consistent read view that workers can enter; where the stream stood."""
+        ...
+
+    def enter(self, point: SnapshotPoint) -> SnapshotPoint:
+        """Worker: read in `point` from now on (or in a view of its own: its position is returned)."""
+        ...
+
+    def leave(self) -> None: ...
+
+    def count(self, table: TableId) -> int:
+        """Rows of the table in the current read view."""
+        ...
+
+    def stream(self, shape: SourceShape, columns: tuple[str, ...], low: tuple[Any, ...] | None,
+               high: tuple[Any, ...] | None, binary: bool) -> Generator[Block, None, int]:
+        """The rows of [low, high) as blocks of the load format the target reads; returns the rows sent."""
+        ...
+
+
+class SnapshotTarget(Protocol):
+    """One target connection of the snapshot copier: chunk loads and the chunk ledger."""
+
+    def close(self) -> None: ...
+
+    def column_types(self, table: TableId) -> dict[str, str] | None: ...
+
+    def load_chunk(self, load: ChunkLoad, blocks: Iterable[Block]) -> tuple[int, int]:
+        """One transaction: delete the chunk's key range, load the blocks, record the chunk and its
+        position in the ledger; commit. (rows, bytes) loaded."""
+        ...
+
+    def ledger_table(self, source_table: str) -> LedgerTable | None: ...
+
+    def start_table(self, source_table: str, target_table: str, plan: str) -> None:
+        """(Re)start a table's copy with this plan: its earlier chunk entries are forgotten."""
+        ...
+
+    def finish_table(self, source_table: str, state: str, source_rows: int | None, target_rows: int | None,
+                     sequences: str | None) -> None: ...
+
+    def count(self, table: TableId) -> int: ...

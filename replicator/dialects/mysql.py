@@ -85,6 +85,24 @@ class MySQLCatalog:
     def set_replica_identity_full(self, table: TableId) -> None:
         """Nothing to do: a full row image (binlog_row_image=FULL) carries every column."""
 
+    def ensure_watermark(self, table: TableId) -> None:
+        try:
+            with self._conn.cursor() as cur:
+                name = f"{quote_identifier(table.schema)}.{quote_identifier(table.name)}"
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {name} (id INT PRIMARY KEY, token VARCHAR(64) NOT NULL,"
+                            " written_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB")
+        except pymysql.err.OperationalError as exc:
+            if exc.args and exc.args[0] in (1142, 1044):  # command denied / access denied
+                raise SourceError(f"the source user may not create our watermark table {table}",
+                                  hint=f"GRANT CREATE, INSERT, UPDATE ON {table.schema}.* to the source user") from None
+            raise
+
+    def write_watermark(self, table: TableId, token: str) -> None:
+        with self._conn.cursor() as cur:
+            cur.execute(f"INSERT INTO {quote_identifier(table.schema)}.{quote_identifier(table.name)} (id, token)"
+                        " VALUES (1, %s) ON DUPLICATE KEY UPDATE token = VALUES(token),"
+                        " written_at = CURRENT_TIMESTAMP(6)", (token,))
+
     def drop_capture_objects(self, slot_name: str, publication_name: str, wait_s: float) -> list[str]:
         return []  # a binlog reader leaves nothing behind on the server
 

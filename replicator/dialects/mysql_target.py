@@ -512,9 +512,26 @@ class MySQLTargetWriter:
         self._run(f"INSERT IGNORE INTO {self._state_table('schema_changes')} (topic, kafka_offset, database_name,"
                   " ddl, source_ts_ms) VALUES (%s, %s, %s, %s, %s)", (topic, offset, database, ddl, source_ts_ms))
 
-    def read_gates(self) -> dict[str, Gate]:
-        rows = self._rows(f"SELECT source_table, state, filter FROM {self._state_table('table_gates')}")
+    def read_gates(self, *, lock: bool = False) -> dict[str, Gate]:
+        rows = self._rows(f"SELECT source_table, state, filter FROM {self._state_table('table_gates')}"
+                          + (" LOCK IN SHARE MODE" if lock else ""))
         return {_text(t): Gate(_text(t), _text(s), None if f is None else _text(f)) for t, s, f in rows}
+
+    def write_gate(self, table: str, state: str | None, filter_text: str | None, partitions: list[Partition]) -> None:
+        self.read_offsets(partitions)  # the rows exist, so that the lock below locks them
+        self.begin()
+        try:
+            self._select_offsets(partitions, lock=True)  # serialised with every batch of these partitions
+            if state is None:
+                self._run(f"DELETE FROM {self._state_table('table_gates')} WHERE source_table = %s", (table,))
+            else:
+                self._run(f"INSERT INTO {self._state_table('table_gates')} (source_table, state, filter)"
+                          " VALUES (%s, %s, %s) ON DUPLICATE KEY UPDATE state = VALUES(state),"
+                          " filter = VALUES(filter), updated_at = CURRENT_TIMESTAMP(6)", (table, state, filter_text))
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
 
     # -- rows ----------------------------------------------------------------------------------
     def _binding(self, table: TargetTable) -> _Binding:

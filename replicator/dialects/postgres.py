@@ -84,6 +84,22 @@ class PostgresCatalog:
             sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(sql.Identifier(table.schema, table.name))
         )
 
+    def ensure_watermark(self, table: TableId) -> None:
+        try:
+            self._conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table.schema)))
+            self._conn.execute(sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (id integer PRIMARY KEY, token text NOT NULL,"
+                " written_at timestamptz NOT NULL DEFAULT now())").format(sql.Identifier(table.schema, table.name)))
+        except psycopg.errors.InsufficientPrivilege:
+            raise SourceError(f"the source user may not create our watermark table {table}",
+                              hint=f"grant CREATE on the source database, or create schema {table.schema} "
+                                   "owned by the source user") from None
+
+    def write_watermark(self, table: TableId, token: str) -> None:
+        self._conn.execute(sql.SQL(
+            "INSERT INTO {} (id, token) VALUES (1, %s) ON CONFLICT (id) DO UPDATE SET token = EXCLUDED.token,"
+            " written_at = now()").format(sql.Identifier(table.schema, table.name)), (token,))
+
     def drop_capture_objects(self, slot_name: str, publication_name: str, wait_s: float) -> list[str]:
         dropped: list[str] = []
         deadline = time.monotonic() + wait_s

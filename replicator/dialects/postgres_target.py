@@ -75,6 +75,17 @@ def _state_ddl(schema: str) -> list[sql.Composed]:
             "CREATE TABLE IF NOT EXISTS {}.table_gates (source_table text PRIMARY KEY, state text NOT NULL"
             " CHECK (state IN ('hold', 'filter')), filter text, updated_at timestamptz NOT NULL DEFAULT now())"
         ).format(s),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.snapshot_tables (source_table text PRIMARY KEY, target_table text NOT NULL,"
+            " plan text NOT NULL, state text NOT NULL CHECK (state IN ('copying', 'copied', 'released')),"
+            " source_rows bigint, target_rows bigint, sequences text,"
+            " started_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz)"
+        ).format(s),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.snapshot_chunks (source_table text NOT NULL, chunk integer NOT NULL,"
+            " rows bigint NOT NULL, bytes bigint NOT NULL, position text NOT NULL,"
+            " copied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (source_table, chunk))"
+        ).format(s),
     ]
 
 
@@ -361,11 +372,24 @@ class PostgresTargetWriter:
             (topic, offset, database, ddl, source_ts_ms),
         )
 
-    def read_gates(self) -> dict[str, Gate]:
-        rows = self._conn.execute(
-            sql.SQL("SELECT source_table, state, filter FROM {}.table_gates").format(sql.Identifier(self._state))
-        ).fetchall()
+    def read_gates(self, *, lock: bool = False) -> dict[str, Gate]:
+        query = sql.SQL("SELECT source_table, state, filter FROM {}.table_gates{}").format(
+            sql.Identifier(self._state), sql.SQL(" FOR SHARE" if lock else ""))
+        rows = self._conn.execute(query).fetchall()
         return {str(t): Gate(str(t), str(s), None if f is None else str(f)) for t, s, f in rows}
+
+    def write_gate(self, table: str, state: str | None, filter_text: str | None, partitions: list[Partition]) -> None:
+        self.read_offsets(partitions)  # the rows exist, so that the lock below locks them
+        gates = sql.SQL("{}.table_gates").format(sql.Identifier(self._state))
+        with self._conn.transaction():
+            self._select_offsets(partitions, lock=True)  # serialised with every batch of these partitions
+            if state is None:
+                self._conn.execute(sql.SQL("DELETE FROM {} WHERE source_table = %s").format(gates), (table,))
+            else:
+                self._conn.execute(
+                    sql.SQL("INSERT INTO {} (source_table, state, filter) VALUES (%s, %s, %s) ON CONFLICT"
+                            " (source_table) DO UPDATE SET state = EXCLUDED.state, filter = EXCLUDED.filter,"
+                            " updated_at = now()").format(gates), (table, state, filter_text))
 
     # -- rows ----------------------------------------------------------------------------------
     def _bind(self, table: TargetTable, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

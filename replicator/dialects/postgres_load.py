@@ -1,0 +1,109 @@
+"""PostgreSQL as a snapshot target: chunk loads and the chunk ledger in our state schema.
+
+A chunk is one target transaction: delete the chunk's key range (rows the applier wrote before the
+table was held, or nothing), COPY the rows in, record the chunk in `snapshot_chunks` with the
+snapshot position it was read at, commit. Rows and ledger entry commit together: after a crash a
+chunk is either wholly there and recorded, or absent and unrecorded (copied again on resume).
+The session runs with `session_replication_role = replica`, as the applier's: foreign keys between
+tables copied in any order do not block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from replicator.config import Endpoint
+from replicator.dialects.base import Block, ChunkLoad, LedgerTable
+from replicator.dialects.postgres import connect
+from replicator.dialects.postgres_snapshot import range_condition
+from replicator.dialects.postgres_target import _DESCRIBE
+from replicator.errors import TargetError
+from replicator.model import TableId
+
+
+class PostgresSnapshotTarget:
+    def __init__(self, endpoint: Endpoint, state_schema: str) -> None:
+        self._conn: psycopg.Connection[Any] = connect(endpoint, "target", autocommit=True)
+        self._state = sql.Identifier(state_schema)
+        try:
+            self._conn.execute("SET session_replication_role = replica")
+        except psycopg.errors.InsufficientPrivilege:
+            raise TargetError(
+                f"target user {endpoint.user!r} may not set session_replication_role",
+                hint="grant it superuser, or on PostgreSQL 15+ `GRANT SET ON PARAMETER session_replication_role`",
+            ) from None
+        self._conn.execute("SET TIME ZONE 'UTC'")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def column_types(self, table: TableId) -> dict[str, str] | None:
+        regclass = sql.Identifier(table.schema, table.name).as_string(self._conn)
+        exists = self._conn.execute("SELECT to_regclass(%s)", (regclass,)).fetchone()
+        if exists is None or exists[0] is None:
+            return None
+        return {str(name): str(kind) for name, kind, _, _ in self._conn.execute(_DESCRIBE, (regclass,)).fetchall()}
+
+    def load_chunk(self, load: ChunkLoad, blocks: Iterable[Block]) -> tuple[int, int]:
+        """One transaction: replace the chunk's key range by the streamed rows and record the chunk.
+        Returns (rows, bytes)."""
+        target = sql.Identifier(load.table.schema, load.table.name)
+        condition = range_condition(load.key, load.kinds, load.low, load.high) if load.kinds is not None \
+            else sql.SQL("true")
+        size = 0
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            cur.execute(sql.SQL("DELETE FROM {} WHERE {}").format(target, condition))
+            statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
+                target, sql.SQL(", ").join(sql.Identifier(c) for c in load.columns),
+                sql.SQL(" (FORMAT binary)" if load.binary else ""))
+            with cur.copy(statement) as copy:
+                for block in blocks:
+                    size += len(block)
+                    copy.write(block)
+            rows = cur.rowcount
+            cur.execute(sql.SQL("INSERT INTO {}.snapshot_chunks (source_table, chunk, rows, bytes, position)"
+                                " VALUES (%s, %s, %s, %s, %s)").format(self._state),
+                        (load.source_table, load.chunk, rows, size, load.position))
+        return rows, size
+
+    # -- the ledger ----------------------------------------------------------------------------
+    def ledger_table(self, source_table: str) -> LedgerTable | None:
+        row = self._conn.execute(
+            sql.SQL("SELECT target_table, plan, state, source_rows, target_rows FROM {}.snapshot_tables"
+                    " WHERE source_table = %s").format(self._state), (source_table,)).fetchone()
+        if row is None:
+            return None
+        chunks = self._conn.execute(
+            sql.SQL("SELECT chunk, rows, position FROM {}.snapshot_chunks WHERE source_table = %s ORDER BY chunk"
+                    ).format(self._state), (source_table,)).fetchall()
+        return LedgerTable(source_table, str(row[0]), str(row[1]), str(row[2]),
+                           {int(c): (int(r), str(p)) for c, r, p in chunks},
+                           None if row[3] is None else int(row[3]), None if row[4] is None else int(row[4]))
+
+    def start_table(self, source_table: str, target_table: str, plan: str) -> None:
+        with self._conn.transaction():
+            self._conn.execute(sql.SQL("DELETE FROM {}.snapshot_chunks WHERE source_table = %s").format(self._state),
+                               (source_table,))
+            self._conn.execute(
+                sql.SQL("INSERT INTO {}.snapshot_tables (source_table, target_table, plan, state)"
+                        " VALUES (%s, %s, %s, 'copying') ON CONFLICT (source_table) DO UPDATE SET"
+                        " target_table = EXCLUDED.target_table, plan = EXCLUDED.plan, state = 'copying',"
+                        " source_rows = NULL, target_rows = NULL, sequences = NULL, started_at = now(),"
+                        " finished_at = NULL").format(self._state), (source_table, target_table, plan))
+
+    def finish_table(self, source_table: str, state: str, source_rows: int | None, target_rows: int | None,
+                     sequences: str | None) -> None:
+        self._conn.execute(
+            sql.SQL("UPDATE {}.snapshot_tables SET state = %s, source_rows = COALESCE(%s, source_rows),"
+                    " target_rows = COALESCE(%s, target_rows), sequences = COALESCE(%s, sequences),"
+                    " finished_at = now() WHERE source_table = %s").format(self._state),
+            (state, source_rows, target_rows, sequences, source_table))
+
+    def count(self, table: TableId) -> int:
+        row = self._conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
+            sql.Identifier(table.schema, table.name))).fetchone()
+        return int(row[0]) if row else 0

@@ -1,0 +1,373 @@
+"""`replicator snapshot`: seed the target with the source's rows, then hand each table to the stream.
+
+Per run, in this order (the argument for each step is in replicator/snapshot/__init__.py):
+1. resolve the tables (config selection, or the names given); `--restart` forgets their ledger;
+2. hold each table that is not released yet: its gate is set to `hold` in a transaction that locks
+   the offset rows of its topic first, so from its commit on no batch applies the table's events;
+3. fix each table's plan (key ranges) in the ledger, or reuse the one a previous run fixed;
+4. prove the connector streams: a token written to our watermark table on the source is seen in
+   its Kafka topic (everything committed after it will be in Kafka too);
+5. open one consistent read view on the source (PostgreSQL: an exported snapshot; its position is
+   recorded with each chunk); workers copy the unfinished chunks in parallel, one target
+   transaction per chunk (delete the range, load it, record the chunk in the ledger);
+6. per finished table: compare counts (per chunk: rows read = rows loaded; per table: rows in the
+   target = rows in the ledger, and = rows in the source snapshot when all chunks were read in it),
+   record sequences, then release the gate with the per-chunk filter (`filter`): the applier
+   applies exactly the events the copy lacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from replicator import faults
+from replicator.config import MigrationConfig
+from replicator.dialects import (
+    binary_transfer,
+    catalog_for,
+    snapshot_source_for,
+    snapshot_target_for,
+    target_writer_for,
+)
+from replicator.dialects.base import Block, ChunkLoad, SnapshotPoint, SnapshotSource, SnapshotTarget, SourceShape
+from replicator.errors import ConfigError, SnapshotError
+from replicator.kafka.watermark import prove_streaming
+from replicator.model import TableId, topic_for
+from replicator.sensor import Sensor
+from replicator.snapshot.plan import Chunk, TablePlan, filter_json
+
+log = logging.getLogger(__name__)
+Say = Callable[[str], None]
+
+
+@dataclass
+class TableJob:
+    source: TableId
+    target: TableId
+    shape: SourceShape
+    plan: TablePlan
+    columns: tuple[str, ...]
+    binary: bool
+    done: dict[int, tuple[int, str]]  # chunk → (rows, position JSON), committed
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    bytes: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.source.qualified
+
+    @property
+    def pending(self) -> list[Chunk]:
+        return [c for c in self.plan.chunks if c.index not in self.done]
+
+    @property
+    def rows(self) -> int:
+        return sum(r for r, _ in self.done.values())
+
+
+@dataclass(frozen=True)
+class TableResult:
+    table: str
+    state: str  # released, already released
+    chunks: int
+    rows: int
+    target_rows: int | None
+    source_rows: int | None  # None when the chunks were read in several snapshots (a resumed copy)
+    seconds: float
+
+
+class _Throttle:
+    """At most `mb_per_s` across all workers (None: no limit)."""
+
+    def __init__(self, mb_per_s: float | None) -> None:
+        self._rate = None if mb_per_s is None else mb_per_s * 1024 * 1024
+        self._lock = threading.Lock()
+        self._next = time.monotonic()
+
+    def take(self, size: int) -> None:
+        if self._rate is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            self._next = max(self._next, now) + size / self._rate
+            wait = self._next - now - 0.05  # allow a 50 ms burst
+        if wait > 0:
+            time.sleep(wait)
+
+
+class SnapshotCopier:
+    def __init__(self, config: MigrationConfig, sensor: Sensor, say: Say, stop: threading.Event | None = None,
+                 *, watermark_timeout_s: float = 60.0) -> None:
+        self._config = config
+        self._sensor = sensor
+        self._say = say
+        self._stop = stop or threading.Event()
+        self._watermark_timeout_s = watermark_timeout_s
+        self._throttle = _Throttle(config.snapshot.max_mb_per_s)
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self, names: list[str] | None = None, *, restart: bool = False) -> list[TableResult]:
+        config = self._config
+        tables = self._resolve(names)
+        writer = target_writer_for(config.target, config.state_schema)
+        target = snapshot_target_for(config.target, config.state_schema)
+        planner = snapshot_source_for(config.source)
+        results: list[TableResult] = []
+        try:
+            writer.ensure_state()
+            jobs: list[TableJob] = []
+            for table in tables:
+                entry = None if restart else target.ledger_table(table.qualified)
+                if entry is not None and entry.state == "released":
+                    results.append(TableResult(table.qualified, "already released", len(entry.chunks),
+                                               sum(r for r, _ in entry.chunks.values()), entry.target_rows,
+                                               entry.source_rows, 0.0))
+                    continue
+                writer.write_gate(table.qualified, "hold", None, [self._partition(table)])
+                jobs.append(self._job(table, planner, target, None if entry is None else entry.plan,
+                                      None if entry is None else entry.chunks))
+            if not jobs:
+                return results
+            self._say(f"holding the change events of {len(jobs)} table(s) while they are copied")
+            results.extend(self._copy(jobs, planner, target, writer))
+            return results
+        finally:
+            planner.close()
+            target.close()
+            writer.close()
+
+    def _resolve(self, names: list[str] | None) -> list[TableId]:
+        catalog = catalog_for(self._config.source)
+        try:
+            selected = [t.table for t in catalog.list_tables() if self._config.selects(t.table)]
+        finally:
+            catalog.close()
+        if not names:
+            if not selected:
+                raise ConfigError(f"no table of the source {self._config.source.describe()} matches tables.include",
+                                  hint="check tables.include / tables.exclude")
+            return selected
+        by_name = {t.qualified: t for t in selected}
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise ConfigError(f"not a selected source table: {', '.join(unknown)}",
+                              hint="name tables as schema.table (MySQL: database.table); see tables.include")
+        return [by_name[n] for n in names]
+
+    def _partition(self, table: TableId) -> tuple[str, int]:
+        return (topic_for(self._config.kafka.topic_prefix, table), 0)
+
+    def _job(self, table: TableId, planner: SnapshotSource, target: SnapshotTarget, plan_text: str | None,
+             done: dict[int, tuple[int, str]] | None) -> TableJob:
+        schema, name = self._config.tables.target_for(table.schema, table.name)
+        target_table = TableId(schema, name)
+        shape = planner.shape(table)
+        target_types = target.column_types(target_table)
+        if target_types is None:
+            raise SnapshotError(f"the target table {target_table} (for {table}) does not exist",
+                                hint="create it first (replicator schema), or fix tables.rename / target_schema")
+        missing = [c for c in shape.names if c not in target_types]
+        if missing:
+            raise SnapshotError(f"the target table {target_table} lacks column(s) {', '.join(missing)} of {table}",
+                                hint="add them on the target, or recreate the table with replicator schema")
+        if plan_text is None:
+            plan = TablePlan.make(shape, planner.split_points(shape, self._config.snapshot.chunk_rows))
+            target.start_table(table.qualified, target_table.qualified, plan.to_json())
+            done = {}
+        else:
+            plan = TablePlan.from_json(plan_text, table.qualified)
+        binary = binary_transfer(self._config.source, self._config.target, dict(shape.columns), target_types)
+        return TableJob(table, target_table, shape, plan, shape.names, binary, dict(done or {}))
+
+    def _copy(self, jobs: list[TableJob], planner: SnapshotSource, target: SnapshotTarget,
+              writer: Any) -> list[TableResult]:
+        started = time.monotonic()
+        pending = [(job, chunk) for job in jobs for chunk in job.pending]
+        point: SnapshotPoint | None = None
+        if pending:
+            self._prove_streaming()
+            point = planner.export()
+            self._say(f"copying {len(pending)} chunk(s) of {len(jobs)} table(s) with "
+                      f"{min(self._config.snapshot.workers, len(pending))} worker(s)")
+            self._run_workers(point, pending, jobs)
+        position = None if point is None else orjson.dumps(point.position).decode()
+        results = []
+        for job in jobs:
+            source_rows = planner.count(job.source) if point is not None and all(
+                p == position for _, p in job.done.values()) else None
+            results.append(self._finish(job, (target, writer, planner), source_rows, time.monotonic() - started))
+        planner.leave()
+        return results
+
+    def _prove_streaming(self) -> None:
+        config = self._config
+        watermark = config.watermark_table
+        topic = topic_for(config.kafka.topic_prefix, watermark)
+        catalog = catalog_for(config.source)
+
+        def write(token: str) -> None:
+            catalog.write_watermark(watermark, token)
+
+        try:
+            seconds = prove_streaming(config.kafka, topic, write, self._watermark_timeout_s)
+        except TimeoutError:
+            raise SnapshotError(
+                f"a watermark row written to {watermark} on the source did not reach Kafka topic {topic} "
+                f"within {self._watermark_timeout_s:.0f} s: the connector is not streaming (copying now could "
+                "lose the changes made during the copy)",
+                hint="check `replicator connectors status`, and run `replicator connectors apply`") from None
+        finally:
+            catalog.close()
+        self._say(f"the connector streams: a watermark reached Kafka in {seconds:.1f} s")
+
+    # -- workers -------------------------------------------------------------------------------
+    def _run_workers(self, point: SnapshotPoint, pending: list[tuple[TableJob, Chunk]], jobs: list[TableJob]) -> None:
+        work: queue.Queue[tuple[TableJob, Chunk]] = queue.Queue()
+        for item in sorted(pending, key=lambda jc: (-jc[0].shape.estimated_rows, jc[1].index)):
+            work.put(item)
+        failures: list[BaseException] = []
+        abort = threading.Event()
+        count = min(self._config.snapshot.workers, len(pending))
+        threads = [threading.Thread(target=self._worker, args=(point, work, failures, abort),
+                                    name=f"replicator-copy-{i}", daemon=True) for i in range(count)]
+        for thread in threads:
+            thread.start()
+        reporter = _Reporter(jobs, self._say)
+        while any(t.is_alive() for t in threads):
+            for thread in threads:
+                thread.join(0.5)
+            reporter.maybe_report()
+            if self._stop.is_set():
+                abort.set()
+        if failures:
+            raise failures[0]
+        if self._stop.is_set():
+            raise SnapshotError("stopped; the chunks copied so far are kept",
+                                hint="run replicator snapshot again to continue where it stopped")
+        reporter.report()
+
+    def _worker(self, point: SnapshotPoint, work: queue.Queue[tuple[TableJob, Chunk]],
+                failures: list[BaseException], abort: threading.Event) -> None:
+        source: SnapshotSource | None = None
+        target: SnapshotTarget | None = None
+        try:
+            source = snapshot_source_for(self._config.source)
+            target = snapshot_target_for(self._config.target, self._config.state_schema)
+            mine = source.enter(point)
+            position = orjson.dumps(mine.position).decode()
+            while not abort.is_set():
+                try:
+                    job, chunk = work.get_nowait()
+                except queue.Empty:
+                    return
+                read = _Counted(self._metered(source.stream(job.shape, job.columns, chunk.low, chunk.high,
+                                                            job.binary), job))
+                load = ChunkLoad(job.name, chunk.index, position, job.target, job.plan.key, job.plan.kinds,
+                                 chunk.low, chunk.high, job.columns, job.binary)
+                rows, size = target.load_chunk(load, read)
+                faults.reach("snapshot.after-chunk-commit")
+                if read.rows is not None and read.rows != rows:
+                    raise SnapshotError(f"{job.name} chunk {chunk.index}: {read.rows} rows read from the source "
+                                        f"but {rows} loaded into the target")
+                with job.lock:
+                    job.done[chunk.index] = (rows, position)
+                self._sensor.on_snapshot_progress(job.name, rows, size)
+        except BaseException as exc:
+            failures.append(exc)
+            abort.set()
+        finally:
+            for closing in (source, target):
+                if closing is not None:
+                    try:
+                        closing.close()
+                    except Exception as exc:
+                        log.debug("closing a copy connection: %s", exc)
+
+    def _metered(self, blocks: Generator[Block, None, int], job: TableJob) -> Generator[Block, None, int]:
+        """The blocks, throttled and counted; returns what the source stream returned (rows read)."""
+        while True:
+            try:
+                block = next(blocks)
+            except StopIteration as end:
+                faults.reach("snapshot.chunk-loaded")  # every block is in the target transaction, uncommitted
+                return int(end.value or 0)
+            size = len(block)
+            self._throttle.take(size)
+            with job.lock:
+                job.bytes += size
+            yield block
+
+    # -- per table -----------------------------------------------------------------------------
+    def _finish(self, job: TableJob, ends: tuple[SnapshotTarget, Any, SnapshotSource],
+                source_rows: int | None, seconds: float) -> TableResult:
+        target, writer, planner = ends
+        copied = job.rows
+        target_rows = target.count(job.target)
+        if target_rows != copied:
+            raise SnapshotError(
+                f"{job.name}: the target table {job.target} holds {target_rows} rows, the copy loaded {copied}: "
+                "something else writes to it while its change events are held",
+                hint="stop other writers of the target table, then run replicator snapshot --restart "
+                     f"{job.name}")
+        if source_rows is not None and source_rows != copied:
+            raise SnapshotError(f"{job.name}: {source_rows} rows in the source snapshot, {copied} copied",
+                                hint=f"run replicator snapshot --restart {job.name}")
+        sequences = orjson.dumps(planner.sequences(job.source)).decode()
+        target.finish_table(job.name, "copied", source_rows, target_rows, sequences)
+        positions = {index: position for index, (_, position) in job.done.items()}
+        writer.write_gate(job.name, "filter", filter_json(job.plan, positions), [self._partition(job.source)])
+        target.finish_table(job.name, "released", None, None, None)
+        self._sensor.on_snapshot_table(job.name, copied, True)
+        counted = f"{source_rows} in the source snapshot" if source_rows is not None else \
+            "chunks read in several snapshots (resumed)"
+        self._say(f"{job.name}: {copied} rows copied in {len(job.done)} chunk(s), {target_rows} in the target, "
+                  f"{counted}; released to the change stream")
+        return TableResult(job.name, "released", len(job.done), copied, target_rows, source_rows, seconds)
+
+
+class _Counted:
+    """Iterates a stream of blocks and keeps what it returned at the end (rows read from the source)."""
+
+    def __init__(self, blocks: Generator[Block, None, int]) -> None:
+        self._blocks = blocks
+        self.rows: int | None = None
+
+    def __iter__(self) -> Iterator[Block]:
+        self.rows = yield from self._blocks
+
+
+class _Reporter:
+    """One progress line every few seconds: rows of finished chunks, MB streamed, rate, ETA."""
+
+    def __init__(self, jobs: list[TableJob], say: Say, every_s: float = 5.0) -> None:
+        self._jobs = jobs
+        self._say = say
+        self._every = every_s
+        self._started = time.monotonic()
+        self._base_rows = sum(j.rows for j in jobs)
+        self._next = self._started + every_s
+
+    def maybe_report(self) -> None:
+        if time.monotonic() >= self._next:
+            self.report()
+
+    def report(self) -> None:
+        now = time.monotonic()
+        self._next = now + self._every
+        rows = sum(j.rows for j in self._jobs)
+        expected = sum(max(j.shape.estimated_rows, j.rows) for j in self._jobs)
+        megabytes = sum(j.bytes for j in self._jobs) / 1e6
+        finished = sum(1 for j in self._jobs if not j.pending)
+        elapsed = max(now - self._started, 1e-6)
+        rate = (rows - self._base_rows) / elapsed
+        eta = f", ETA {max(expected - rows, 0) / rate:.0f} s" if rate > 0 and expected > rows else ""
+        self._say(f"snapshot: {finished}/{len(self._jobs)} tables, {rows:,} of ~{expected:,} rows, "
+                  f"{megabytes:,.0f} MB streamed, {rate:,.0f} rows/s{eta}")

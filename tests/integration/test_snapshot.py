@@ -1,0 +1,179 @@
+"""The snapshot copy and its hand-off to the change stream, through real Debezium, under live writes.
+
+A write load runs on the source during the whole snapshot: inserts, updates and deletes on tables
+with integer, text and composite primary keys, and appends plus one-row updates on a table without
+a primary key (the witness of double application: an event applied on top of a copy that already
+holds it leaves a duplicate row). The applier runs from the start, so it has applied events of the
+tables before the snapshot holds them. At the end every table is compared row by row (the no-PK
+table with its duplicates counted).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.apply_support import ApplyProcess, target_rows, target_sql, wait_equal
+from tests.integration.conftest import Scenario, pg_connect, run_cli
+
+pytestmark = pytest.mark.integration
+
+TEXT_KEYS = ["a", "B", "b", "ä", "Z", "z ", "z", "zz", "ő", "日本", "a b", "A", "é", "e"]
+
+
+def tables(ns: str) -> list[str]:
+    return [
+        f"CREATE TABLE {ns}.items (id bigint PRIMARY KEY, name text, qty int NOT NULL, payload bytea)",
+        f"CREATE TABLE {ns}.words (w text PRIMARY KEY, n int)",
+        f"CREATE TABLE {ns}.pairs (a int, b varchar(20), v numeric(10,2), PRIMARY KEY (a, b))",
+        f"CREATE TABLE {ns}.journal (n int, tag text)",
+        f"CREATE TABLE {ns}.nothing (id int PRIMARY KEY)",
+    ]
+
+
+def seed(s: Scenario, rows: int) -> None:
+    ns = s.namespace
+    s.source_sql(
+        f"INSERT INTO {ns}.items SELECT g, 'item ' || g, g % 100, decode(md5(g::text), 'hex')"
+        f" FROM generate_series(1, {rows}) g",
+        f"INSERT INTO {ns}.words SELECT k || g, g FROM generate_series(1, 300) g,"
+        f" unnest(ARRAY[{', '.join(repr(k) for k in TEXT_KEYS)}]) k",
+        f"INSERT INTO {ns}.pairs SELECT g % 50, 'k' || (g / 50), g / 7.0 FROM generate_series(1, 3000) g",
+        f"INSERT INTO {ns}.journal SELECT g % 9, 'same' FROM generate_series(1, 2000) g",
+        f"ALTER TABLE {ns}.journal REPLICA IDENTITY FULL",
+    )
+
+
+class Load(threading.Thread):
+    """Live writes on every table until stopped."""
+
+    def __init__(self, s: Scenario, first_id: int) -> None:
+        super().__init__(daemon=True)
+        self.s = s
+        self.next_id = first_id
+        self.stop = threading.Event()
+        self.random = random.Random(11)
+        self.transactions = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        ns, r = self.s.namespace, self.random
+        try:
+            with pg_connect(self.s.source) as conn:
+                while not self.stop.is_set():
+                    with conn.transaction():
+                        conn.execute(f"INSERT INTO {ns}.items VALUES (%s, 'new', 0, '\\x00ff')", (self.next_id,))
+                        self.next_id += 1
+                        conn.execute(f"UPDATE {ns}.items SET qty = qty + 1, name = name || '+' WHERE id = %s",
+                                     (r.randint(1, self.next_id),))
+                        if r.random() < 0.4:
+                            conn.execute(f"DELETE FROM {ns}.items WHERE id = %s", (r.randint(1, self.next_id),))
+                        word = r.choice(TEXT_KEYS) + str(r.randint(1, 330))
+                        conn.execute(f"INSERT INTO {ns}.words VALUES (%s, 1) ON CONFLICT (w) DO UPDATE"
+                                     " SET n = words.n + 1", (word,))
+                        if r.random() < 0.3:
+                            conn.execute(f"DELETE FROM {ns}.words WHERE w = %s", (r.choice(TEXT_KEYS) + "7",))
+                        conn.execute(f"UPDATE {ns}.pairs SET v = v + 1 WHERE a = %s AND b = %s",
+                                     (r.randint(0, 49), f"k{r.randint(0, 60)}"))
+                        conn.execute(f"INSERT INTO {ns}.journal VALUES (%s, 'same')", (r.randint(0, 8),))
+                        if r.random() < 0.3:
+                            conn.execute(f"UPDATE {ns}.journal SET n = n + 100 WHERE ctid ="
+                                         f" (SELECT ctid FROM {ns}.journal WHERE n = %s LIMIT 1)", (r.randint(0, 8),))
+                    self.transactions += 1
+                    time.sleep(0.005)
+        except BaseException as exc:
+            self.error = exc
+
+
+def prepare(s: Scenario, rows: int, **snapshot: Any) -> Path:
+    ns = s.namespace
+    s.source_sql(*tables(ns))
+    seed(s, rows)
+    target_sql(s, f'CREATE SCHEMA "{ns}"', *tables(ns))
+    config = s.write_config(snapshot={"workers": 2, "chunk_rows": 2500, **snapshot},
+                            apply={"batch_max_events": 500})
+    run_cli("-c", str(config), "connectors", "apply")
+    return config
+
+
+def assert_same(s: Scenario, proc: ApplyProcess) -> None:
+    ns = s.namespace
+    wait_equal(s, f"SELECT * FROM {ns}.items ORDER BY id", timeout_s=120, proc=proc)
+    wait_equal(s, f'SELECT * FROM {ns}.words ORDER BY w COLLATE "C"', timeout_s=60, proc=proc)
+    wait_equal(s, f"SELECT * FROM {ns}.pairs ORDER BY a, b", timeout_s=60, proc=proc)
+    wait_equal(s, f"SELECT n, tag, count(*) FROM {ns}.journal GROUP BY n, tag ORDER BY n, tag", timeout_s=60,
+               proc=proc)
+    assert target_rows(s, f"SELECT count(*) FROM {ns}.nothing") == [(0,)]
+
+
+def ledger(s: Scenario) -> dict[str, tuple[str, int]]:
+    rows = target_rows(s, "SELECT t.source_table, t.state, (SELECT count(*) FROM replicator.snapshot_chunks c"
+                          " WHERE c.source_table = t.source_table) FROM replicator.snapshot_tables t"
+                          f" WHERE t.source_table LIKE '{s.namespace}.%'")
+    return {str(t).split(".", 1)[1]: (str(state), int(n)) for t, state, n in rows}
+
+
+def test_pg_to_pg_snapshot_under_live_writes_hands_off_exactly(pg_scenario: Scenario, tmp_path: Path) -> None:
+    s = pg_scenario
+    config = prepare(s, 20_000)
+    proc = ApplyProcess(config, tmp_path / "apply.log").start()
+    load = Load(s, 20_001)
+    load.start()
+    try:
+        time.sleep(3)  # the applier applies events of not-yet-held tables into the empty targets
+        result = run_cli("-c", str(config), "snapshot")
+        assert "the connector streams: a watermark reached Kafka" in result.stderr, result.stderr
+        assert "released to the change stream" in result.stderr
+        time.sleep(3)  # writes after the release
+    finally:
+        load.stop.set()
+        load.join(30)
+    assert load.error is None, load.error
+    assert load.transactions > 50, load.transactions
+    assert_same(s, proc)
+    state = ledger(s)
+    assert state["items"][0] == "released" and state["items"][1] >= 8, state
+    assert state["words"][1] >= 2 and state["pairs"][1] >= 2 and state["journal"][1] == 1, state
+    assert state["nothing"] == ("released", 1), state
+    again = run_cli("-c", str(config), "snapshot")  # idempotent: nothing copied twice
+    assert "already released" in again.stdout, again.stdout
+    assert proc.metric('replicator_apply_skipped_events_total{reason="snapshot"}') > 0
+    assert proc.stop() == 0
+
+
+@pytest.mark.parametrize("fault", ["snapshot.chunk-loaded:kill:3", "snapshot.after-chunk-commit:kill:4"])
+def test_kill9_during_the_copy_then_resume(pg_scenario: Scenario, tmp_path: Path, fault: str) -> None:
+    s = pg_scenario
+    config = prepare(s, 30_000)
+    proc = ApplyProcess(config, tmp_path / "apply.log").start()
+    load = Load(s, 30_001)
+    load.start()
+    try:
+        killed = run_cli("-c", str(config), "snapshot", check=False, env={**_env(), "REPLICATOR_FAULT": fault})
+        assert killed.returncode == -9, (killed.returncode, killed.stderr)
+        before = ledger(s)
+        copied_before = sum(n for _, n in before.values())
+        assert copied_before >= 2, before
+        assert all(state != "released" for state, _ in before.values() if state), before
+        resumed = run_cli("-c", str(config), "snapshot")
+        assert "resumed" in resumed.stderr or "several snapshots" in resumed.stderr, resumed.stderr
+        time.sleep(2)
+    finally:
+        load.stop.set()
+        load.join(30)
+    assert load.error is None, load.error
+    assert_same(s, proc)
+    after = ledger(s)
+    assert all(state == "released" for state, _ in after.values()), after
+    assert proc.stop() == 0
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
