@@ -7,7 +7,7 @@ the engine name.
 from __future__ import annotations
 
 from replicator.config import Endpoint, Engine
-from replicator.dialects.base import SnapshotSource, SnapshotTarget, SourceCatalog, TargetWriter
+from replicator.dialects.base import SnapshotSource, SnapshotTarget, SourceCatalog, TargetWriter, Transfer
 
 
 def catalog_for(endpoint: Endpoint) -> SourceCatalog:
@@ -37,7 +37,9 @@ def snapshot_source_for(endpoint: Endpoint) -> SnapshotSource:
         from replicator.dialects.postgres_snapshot import PostgresSnapshotSource
 
         return PostgresSnapshotSource(endpoint)
-    raise NotImplementedError("a MySQL/MariaDB snapshot source")
+    from replicator.dialects.mysql_snapshot import MySQLSnapshotSource
+
+    return MySQLSnapshotSource(endpoint)
 
 
 def snapshot_target_for(endpoint: Endpoint, state_schema: str) -> SnapshotTarget:
@@ -49,13 +51,16 @@ def snapshot_target_for(endpoint: Endpoint, state_schema: str) -> SnapshotTarget
     raise NotImplementedError("a MySQL/MariaDB snapshot target")
 
 
-def binary_transfer(source: Endpoint, target: Endpoint, source_types: dict[str, str],
-                    target_types: dict[str, str]) -> bool:
-    """True when chunks can travel in PostgreSQL's binary COPY format: both ends PostgreSQL and every
-    copied column of the same type on both (binary values are type-specific)."""
-    return (source.engine is Engine.POSTGRES and target.engine is Engine.POSTGRES
-            and all(target_types.get(name) == kind for name, kind in source_types.items()))
+def transfer_for(source: Endpoint, target: Endpoint, source_types: dict[str, str],
+                 target_types: dict[str, str]) -> Transfer:
+    """How chunks travel: PostgreSQL's binary COPY format when both ends are PostgreSQL and every copied
+    column has the same type on both (binary values are type-specific), else COPY text built by the
+    source."""
+    if target.engine is not Engine.POSTGRES:
+        raise NotImplementedError("a MySQL/MariaDB snapshot target")
+    binary = source.engine is Engine.POSTGRES and all(target_types.get(n) == k for n, k in source_types.items())
+    return Transfer("pg-binary" if binary else "pg-text", target_types)
 
 
-__all__ = ["SnapshotSource", "SnapshotTarget", "SourceCatalog", "TargetWriter", "binary_transfer", "catalog_for",
-           "snapshot_source_for", "snapshot_target_for", "target_writer_for"]
+__all__ = ["SnapshotSource", "SnapshotTarget", "SourceCatalog", "TargetWriter", "Transfer", "catalog_for",
+           "snapshot_source_for", "snapshot_target_for", "target_writer_for", "transfer_for"]

@@ -141,6 +141,19 @@ class LedgerTable:
 
 
 @dataclass(frozen=True)
+class Transfer:
+    """How a chunk's rows travel from source to target: the stream format (PostgreSQL COPY binary or
+    text), and the target's column types, which decide how the source renders some values."""
+
+    format: Literal["pg-binary", "pg-text"]
+    target_types: dict[str, str]
+
+    @property
+    def binary(self) -> bool:
+        return self.format == "pg-binary"
+
+
+@dataclass(frozen=True)
 class ChunkLoad:
     """One chunk's load into the target and its ledger entry."""
 
@@ -153,7 +166,7 @@ class ChunkLoad:
     low: tuple[Any, ...] | None
     high: tuple[Any, ...] | None
     columns: tuple[str, ...]
-    binary: bool
+    transfer: Transfer
 
 
 @dataclass(frozen=True)
@@ -297,7 +310,7 @@ class SnapshotSource(Protocol):
         ...
 
     def stream(self, shape: SourceShape, columns: tuple[str, ...], low: tuple[Any, ...] | None,
-               high: tuple[Any, ...] | None, binary: bool) -> Generator[Block, None, int]:
+               high: tuple[Any, ...] | None, transfer: Transfer) -> Generator[Block, None, int]:
         """The rows of [low, high) as blocks of the load format the target reads; returns the rows sent."""
         ...
 

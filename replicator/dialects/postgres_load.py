@@ -59,7 +59,7 @@ class PostgresSnapshotTarget:
             cur.execute(sql.SQL("DELETE FROM {} WHERE {}").format(target, condition))
             statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
                 target, sql.SQL(", ").join(sql.Identifier(c) for c in load.columns),
-                sql.SQL(" (FORMAT binary)" if load.binary else ""))
+                sql.SQL(" (FORMAT binary)" if load.transfer.binary else ""))
             with cur.copy(statement) as copy:
                 for block in blocks:
                     size += len(block)

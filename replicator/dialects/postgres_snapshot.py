@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 
 from replicator.config import Endpoint
-from replicator.dialects.base import Block, KeyKind, SnapshotPoint, SourceShape
+from replicator.dialects.base import Block, KeyKind, SnapshotPoint, SourceShape, Transfer
 from replicator.dialects.postgres import connect
 from replicator.errors import SourceError
 from replicator.model import TableId
@@ -164,14 +164,14 @@ class PostgresSnapshotSource:
         return int(row[0]) if row else 0
 
     def stream(self, shape: SourceShape, columns: tuple[str, ...], low: tuple[Any, ...] | None,
-               high: tuple[Any, ...] | None, binary: bool) -> Generator[Block, None, int]:
+               high: tuple[Any, ...] | None, transfer: Transfer) -> Generator[Block, None, int]:
         """The chunk's rows as COPY data (binary or text format), in blocks; returns the rows sent."""
         condition = range_condition(shape.key, shape.chunk_kinds or (), low, high) \
             if shape.chunk_kinds is not None else sql.SQL("true")
         query = sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT{}").format(
             sql.SQL(", ").join(sql.Identifier(c) for c in columns),
             sql.Identifier(shape.table.schema, shape.table.name), condition,
-            sql.SQL(" (FORMAT binary)" if binary else ""))
+            sql.SQL(" (FORMAT binary)" if transfer.binary else ""))
         with self._conn.cursor() as cur:
             with cur.copy(query) as copy:
                 yield from copy

@@ -31,14 +31,22 @@ import orjson
 from replicator import faults
 from replicator.config import MigrationConfig
 from replicator.dialects import (
-    binary_transfer,
     catalog_for,
     snapshot_source_for,
     snapshot_target_for,
     target_writer_for,
+    transfer_for,
 )
-from replicator.dialects.base import Block, ChunkLoad, SnapshotPoint, SnapshotSource, SnapshotTarget, SourceShape
-from replicator.errors import ConfigError, SnapshotError
+from replicator.dialects.base import (
+    Block,
+    ChunkLoad,
+    SnapshotPoint,
+    SnapshotSource,
+    SnapshotTarget,
+    SourceShape,
+    Transfer,
+)
+from replicator.errors import ConfigError, ReplicatorError, SnapshotError
 from replicator.kafka.watermark import prove_streaming
 from replicator.model import TableId, topic_for
 from replicator.sensor import Sensor
@@ -55,7 +63,7 @@ class TableJob:
     shape: SourceShape
     plan: TablePlan
     columns: tuple[str, ...]
-    binary: bool
+    transfer: Transfer
     done: dict[int, tuple[int, str]]  # chunk → (rows, position JSON), committed
     lock: threading.Lock = field(default_factory=threading.Lock)
     bytes: int = 0
@@ -184,8 +192,8 @@ class SnapshotCopier:
             done = {}
         else:
             plan = TablePlan.from_json(plan_text, table.qualified)
-        binary = binary_transfer(self._config.source, self._config.target, dict(shape.columns), target_types)
-        return TableJob(table, target_table, shape, plan, shape.names, binary, dict(done or {}))
+        transfer = transfer_for(self._config.source, self._config.target, dict(shape.columns), target_types)
+        return TableJob(table, target_table, shape, plan, shape.names, transfer, dict(done or {}))
 
     def _copy(self, jobs: list[TableJob], planner: SnapshotSource, target: SnapshotTarget,
               writer: Any) -> list[TableResult]:
@@ -258,6 +266,7 @@ class SnapshotCopier:
                 failures: list[BaseException], abort: threading.Event) -> None:
         source: SnapshotSource | None = None
         target: SnapshotTarget | None = None
+        where = "opening the copy connections"
         try:
             source = snapshot_source_for(self._config.source)
             target = snapshot_target_for(self._config.target, self._config.state_schema)
@@ -268,10 +277,11 @@ class SnapshotCopier:
                     job, chunk = work.get_nowait()
                 except queue.Empty:
                     return
+                where = f"{job.name} chunk {chunk.index}"
                 read = _Counted(self._metered(source.stream(job.shape, job.columns, chunk.low, chunk.high,
-                                                            job.binary), job))
+                                                            job.transfer), job))
                 load = ChunkLoad(job.name, chunk.index, position, job.target, job.plan.key, job.plan.kinds,
-                                 chunk.low, chunk.high, job.columns, job.binary)
+                                 chunk.low, chunk.high, job.columns, job.transfer)
                 rows, size = target.load_chunk(load, read)
                 faults.reach("snapshot.after-chunk-commit")
                 if read.rows is not None and read.rows != rows:
@@ -280,6 +290,13 @@ class SnapshotCopier:
                 with job.lock:
                     job.done[chunk.index] = (rows, position)
                 self._sensor.on_snapshot_progress(job.name, rows, size)
+        except ReplicatorError as exc:
+            failures.append(exc)
+            abort.set()
+        except Exception as exc:  # a driver error: one line naming the chunk
+            failures.append(SnapshotError(f"{where}: {type(exc).__name__}: {' '.join(str(exc).split())}",
+                                          hint="fix it and run replicator snapshot again (copied chunks are kept)"))
+            abort.set()
         except BaseException as exc:
             failures.append(exc)
             abort.set()

@@ -177,3 +177,102 @@ def _env() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+# --- MariaDB → PostgreSQL ---------------------------------------------------------------------------
+
+MY_KEYS = ["apple", "Banana", "cherry", "Ünïcode", "日本", "z z", "Zeta", "émile", "_under", "0zero"]
+MY_SOURCE = [
+    "CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(100), qty INT NOT NULL, payload VARBINARY(32),"
+    " flag TINYINT(1), ts TIMESTAMP(6) NULL, dt DATETIME(6), note TEXT)",
+    "CREATE TABLE words (w VARCHAR(50) PRIMARY KEY, n INT)",
+    "CREATE TABLE journal (n INT, tag VARCHAR(20))",
+]
+
+
+def my_target_tables(ns: str) -> list[str]:
+    return [
+        f'CREATE TABLE "{ns}".items (id bigint PRIMARY KEY, name varchar(100), qty int NOT NULL, payload bytea,'
+        " flag boolean, ts timestamptz, dt timestamp, note text)",
+        f'CREATE TABLE "{ns}".words (w varchar(50) PRIMARY KEY, n int)',
+        f'CREATE TABLE "{ns}".journal (n int, tag varchar(20))',
+    ]
+
+
+class MyLoad(Load):
+    def run(self) -> None:
+        from tests.integration.conftest import my_connect
+
+        r = self.random
+        conn = my_connect(self.s.source, self.s.namespace)
+        try:
+            with conn.cursor() as cur:
+                while not self.stop.is_set():
+                    cur.execute("BEGIN")
+                    cur.execute("INSERT INTO items VALUES (%s, 'new\\ttab', 0, X'00FF5C', 1, NOW(6), NOW(6),"
+                                " 'line\\nbreak \\\\ backslash')", (self.next_id,))
+                    self.next_id += 1
+                    cur.execute("UPDATE items SET qty = qty + 1, name = CONCAT(name, '+') WHERE id = %s",
+                                (r.randint(1, self.next_id),))
+                    if r.random() < 0.4:
+                        cur.execute("DELETE FROM items WHERE id = %s", (r.randint(1, self.next_id),))
+                    word = r.choice(MY_KEYS) + str(r.randint(1, 330))
+                    cur.execute("INSERT INTO words VALUES (%s, 1) ON DUPLICATE KEY UPDATE n = n + 1", (word,))
+                    cur.execute("INSERT INTO journal VALUES (%s, 'same')", (r.randint(0, 8),))
+                    if r.random() < 0.3:
+                        cur.execute("UPDATE journal SET n = n + 100 WHERE n = %s LIMIT 1", (r.randint(0, 8),))
+                    cur.execute("COMMIT")
+                    self.transactions += 1
+                    time.sleep(0.005)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            conn.close()
+
+
+def test_mariadb_to_pg_snapshot_under_live_writes(my_scenario: Scenario, tmp_path: Path) -> None:
+    s = my_scenario
+    ns = s.namespace
+    s.source_sql(
+        *MY_SOURCE,
+        "INSERT INTO items SELECT seq, CONCAT('item ', seq), seq % 100, UNHEX(MD5(seq)), seq % 2,"
+        " TIMESTAMP'2024-01-02 03:04:05.123456' + INTERVAL seq SECOND,"
+        " TIMESTAMP'1999-12-31 23:59:59.5' + INTERVAL seq MINUTE, IF(seq % 3 = 0, NULL, 'tab\\there')"
+        " FROM seq_1_to_12000",
+        "INSERT INTO words SELECT CONCAT(k.k, s.seq), s.seq FROM seq_1_to_300 s JOIN ("
+        + " UNION ALL ".join(f"SELECT '{k}' AS k" for k in MY_KEYS) + ") k",
+        "INSERT INTO journal SELECT seq % 9, 'same' FROM seq_1_to_2000",
+    )
+    target_sql(s, f'CREATE SCHEMA "{ns}"', *my_target_tables(ns))
+    config = s.write_config(snapshot={"workers": 2, "chunk_rows": 1500}, apply={"batch_max_events": 500})
+    run_cli("-c", str(config), "connectors", "apply")
+    proc = ApplyProcess(config, tmp_path / "apply.log").start()
+    load = MyLoad(s, 12_001)
+    load.start()
+    try:
+        time.sleep(3)
+        result = run_cli("-c", str(config), "snapshot")
+        assert "released to the change stream" in result.stderr, result.stderr
+        time.sleep(3)
+    finally:
+        load.stop.set()
+        load.join(30)
+    assert load.error is None, load.error
+    assert load.transactions > 50, load.transactions
+    wait_equal(s, "SELECT id, name, qty, LOWER(HEX(payload)), flag,"
+                  " DATE_FORMAT(CONVERT_TZ(ts, @@session.time_zone, '+00:00'), '%Y-%m-%d %H:%i:%s.%f'),"
+                  " DATE_FORMAT(dt, '%Y-%m-%d %H:%i:%s.%f'), note FROM items ORDER BY id",
+               f"SELECT id, name, qty, encode(payload, 'hex'), flag::int,"
+               f" to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'),"
+               f" to_char(dt, 'YYYY-MM-DD HH24:MI:SS.US'), note FROM \"{ns}\".items ORDER BY id",
+               timeout_s=120, proc=proc)
+    wait_equal(s, "SELECT w, n FROM words ORDER BY CAST(w AS BINARY)",
+               f'SELECT w, n FROM "{ns}".words ORDER BY w COLLATE "C"', timeout_s=60, proc=proc)
+    wait_equal(s, "SELECT n, tag, COUNT(*) FROM journal GROUP BY n, tag ORDER BY n, tag",
+               f'SELECT n, tag, count(*) FROM "{ns}".journal GROUP BY n, tag ORDER BY n, tag', timeout_s=60,
+               proc=proc)
+    state = ledger(s)
+    assert state["items"][0] == "released" and state["items"][1] >= 6, state
+    assert state["words"][1] >= 2 and state["journal"][1] == 1, state
+    assert proc.metric('replicator_apply_skipped_events_total{reason="snapshot"}') > 0
+    assert proc.stop() == 0
