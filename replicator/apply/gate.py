@@ -24,6 +24,8 @@ MySQL/MariaDB: an event before the chunk's binlog position (file number, positio
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +80,12 @@ class SnapshotFilter:
 
     def __init__(self, chunks: list[_Chunk]) -> None:
         self._chunks = chunks
+        # The snapshot writes chunks in key order, each starting where the previous one ends: then the
+        # chunk of a key is found by bisection over the lower bounds (a table may have thousands).
+        contiguous = bool(chunks) and chunks[0].low is None and chunks[-1].high is None and all(
+            a.high is not None and a.high == b.low for a, b in itertools.pairwise(chunks))
+        lows = [c.low for c in chunks[1:] if c.low is not None]
+        self._lows: list[tuple[Any, ...]] | None = lows if contiguous and len(lows) == len(chunks) - 1 else None
 
     @classmethod
     def parse(cls, text: str, table: str) -> SnapshotFilter:
@@ -100,6 +108,8 @@ class SnapshotFilter:
         return cls(chunks)
 
     def covers(self, event: ChangeEvent, key: tuple[Any, ...] | None) -> bool:
+        if self._lows is not None and key is not None:
+            return self._chunks[bisect.bisect_right(self._lows, key)].covers(event)
         for chunk in self._chunks:
             if chunk.contains(key):
                 return chunk.covers(event)

@@ -48,16 +48,18 @@ def snapshot_target_for(endpoint: Endpoint, state_schema: str) -> SnapshotTarget
         from replicator.dialects.postgres_load import PostgresSnapshotTarget
 
         return PostgresSnapshotTarget(endpoint, state_schema)
-    raise NotImplementedError("a MySQL/MariaDB snapshot target")
+    from replicator.dialects.mysql_load import MySQLSnapshotTarget
+
+    return MySQLSnapshotTarget(endpoint, state_schema)
 
 
 def transfer_for(source: Endpoint, target: Endpoint, source_types: dict[str, str],
                  target_types: dict[str, str]) -> Transfer:
     """How chunks travel: PostgreSQL's binary COPY format when both ends are PostgreSQL and every copied
     column has the same type on both (binary values are type-specific), else COPY text built by the
-    source."""
+    source; into MySQL/MariaDB, LOAD DATA of PostgreSQL's CSV or of lines a MySQL source built."""
     if target.engine is not Engine.POSTGRES:
-        raise NotImplementedError("a MySQL/MariaDB snapshot target")
+        return Transfer("pg-csv" if source.engine is Engine.POSTGRES else "mysql-tsv", target_types)
     binary = source.engine is Engine.POSTGRES and all(target_types.get(n) == k for n, k in source_types.items())
     return Transfer("pg-binary" if binary else "pg-text", target_types)
 

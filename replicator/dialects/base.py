@@ -142,10 +142,11 @@ class LedgerTable:
 
 @dataclass(frozen=True)
 class Transfer:
-    """How a chunk's rows travel from source to target: the stream format (PostgreSQL COPY binary or
-    text), and the target's column types, which decide how the source renders some values."""
+    """How a chunk's rows travel from source to target: the stream format (into PostgreSQL: COPY binary
+    or text; into MySQL: LOAD DATA of PostgreSQL's CSV or of tab-separated lines a MySQL source built),
+    and the target's column types, which decide how the source renders some values."""
 
-    format: Literal["pg-binary", "pg-text"]
+    format: Literal["pg-binary", "pg-text", "pg-csv", "mysql-tsv"]
     target_types: dict[str, str]
 
     @property
@@ -321,6 +322,14 @@ class SnapshotTarget(Protocol):
     def close(self) -> None: ...
 
     def column_types(self, table: TableId) -> dict[str, str] | None: ...
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """A deadlock, lock timeout or lost connection: the chunk's transaction rolled back; retry it."""
+        ...
+
+    def is_broken(self) -> bool:
+        """The connection is gone (a new one is needed)."""
+        ...
 
     def load_chunk(self, load: ChunkLoad, blocks: Iterable[Block]) -> tuple[int, int]:
         """One transaction: delete the chunk's key range, load the blocks, record the chunk and its

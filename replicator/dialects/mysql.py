@@ -99,7 +99,8 @@ class MySQLCatalog:
 
     def write_watermark(self, table: TableId, token: str) -> None:
         with self._conn.cursor() as cur:
-            cur.execute(f"INSERT INTO {quote_identifier(table.schema)}.{quote_identifier(table.name)} (id, token)"
+            name = f"{quote_identifier(table.schema)}.{quote_identifier(table.name)}".replace("%", "%%")
+            cur.execute(f"INSERT INTO {name} (id, token)"
                         " VALUES (1, %s) ON DUPLICATE KEY UPDATE token = VALUES(token),"
                         " written_at = CURRENT_TIMESTAMP(6)", (token,))
 

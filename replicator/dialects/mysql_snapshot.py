@@ -36,8 +36,13 @@ _STRING_TYPES = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext"
 _BYTES_TYPES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
 _GROUP_BYTES = 1 << 20  # about this many bytes of lines per fetched result row
 
+def _ident(name: str) -> str:
+    """A quoted identifier for a query that pymysql %-formats (every query here has parameters)."""
+    return quote_identifier(name).replace("%", "%%")
+
+
 def _table(table: TableId) -> str:
-    return f"{quote_identifier(table.schema)}.{quote_identifier(table.name)}"
+    return f"{_ident(table.schema)}.{_ident(table.name)}"
 
 
 def _kind(data_type: str) -> KeyKind | None:
@@ -49,7 +54,7 @@ def _kind(data_type: str) -> KeyKind | None:
 
 
 def _key_expr(column: str, kind: KeyKind) -> str:
-    ident = quote_identifier(column)
+    ident = _ident(column)
     return f"CAST({ident} AS BINARY)" if kind == "text" else ident
 
 
@@ -71,7 +76,7 @@ def range_condition(key: tuple[str, ...], kinds: tuple[KeyKind, ...] | None, low
 
 def pg_text_expression(column: str, column_type: str, data_type: str, target_type: str) -> tuple[str, list[Any]]:
     """One column of a PostgreSQL COPY text line, rendered by the server (NULL → \\N)."""
-    c = quote_identifier(column)
+    c = _ident(column)
     params: list[Any] = []
     target = target_type.lower()
     if data_type in _STRING_TYPES:
@@ -93,6 +98,24 @@ def pg_text_expression(column: str, column_type: str, data_type: str, target_typ
                        "multipolygon", "geometrycollection"):
         raise SnapshotError(f"column {column} ({column_type}): copying spatial values is not supported yet",
                             hint="exclude the table (tables.exclude), or drop the column on a copy of it")
+    else:
+        expr = f"CAST({c} AS CHAR)"
+    return f"IFNULL({expr}, %s)", [*params, "\\N"]
+
+
+def mysql_tsv_expression(column: str, column_type: str, data_type: str, target_type: str) -> tuple[str, list[Any]]:
+    """One column of a LOAD DATA line (tab-separated, backslash escapes, \\N for NULL) for a MySQL
+    target: bytes as hex and BIT as numbers (the target's SET turns them back), the rest as text."""
+    c = _ident(column)
+    params: list[Any] = []
+    if data_type in _STRING_TYPES:
+        nul = "CHAR(0 USING utf8mb4)"
+        expr = f"REPLACE(REPLACE(REPLACE(REPLACE(REPLACE({c}, %s, %s), %s, %s), %s, %s), %s, %s), {nul}, %s)"
+        params += ["\\", "\\\\", "\t", "\\t", "\n", "\\n", "\r", "\\r", "\\0"]
+    elif data_type in _BYTES_TYPES:
+        expr = f"HEX({c})"
+    elif data_type == "bit":
+        expr = f"CAST({c} + 0 AS CHAR)"
     else:
         expr = f"CAST({c} AS CHAR)"
     return f"IFNULL({expr}, %s)", [*params, "\\N"]
@@ -146,14 +169,14 @@ class MySQLSnapshotSource:
             return []
         table = _table(shape.table)
         if kinds == ("int",):
-            column = quote_identifier(shape.key[0])
+            column = _ident(shape.key[0])
             low, high, rows = self._rows(f"SELECT MIN({column}), MAX({column}), COUNT(*) FROM {table}")[0]
             if low is None:
                 return []
             pieces = max(1, -(-int(rows) // chunk_rows))
             step = max(1, -(-(int(high) - int(low) + 1) // pieces))
             return [(int(low) + i * step,) for i in range(1, pieces) if int(low) + i * step <= int(high)]
-        columns = ", ".join(quote_identifier(c) for c in shape.key)
+        columns = ", ".join(_ident(c) for c in shape.key)
         order = ", ".join(_key_expr(c, k) for c, k in zip(shape.key, kinds, strict=True))
         rows = self._rows(f"SELECT {columns} FROM (SELECT {columns}, ROW_NUMBER() OVER (ORDER BY {order}) AS n"
                           f" FROM {table}) s WHERE n MOD %s = 0 ORDER BY n", (chunk_rows,))
@@ -221,7 +244,8 @@ class MySQLSnapshotSource:
         parts = []
         for name in columns:
             column_type, data_type = types[name]
-            expr, values = pg_text_expression(name, column_type, data_type, transfer.target_types.get(name, ""))
+            render = mysql_tsv_expression if transfer.format == "mysql-tsv" else pg_text_expression
+            expr, values = render(name, column_type, data_type, transfer.target_types.get(name, ""))
             parts.append(expr)
             params.extend(values)
         where, bounds = range_condition(shape.key, shape.chunk_kinds, low, high)

@@ -126,6 +126,13 @@ _STATE_DDL = (
     " ddl LONGTEXT NOT NULL, source_ts_ms BIGINT, recorded_at {now}, PRIMARY KEY (topic, kafka_offset)){tail}",
     "CREATE TABLE IF NOT EXISTS {s}.table_gates (source_table VARCHAR(255) COLLATE utf8mb4_bin PRIMARY KEY,"
     " state VARCHAR(16) NOT NULL CHECK (state IN ('hold', 'filter')), filter LONGTEXT, updated_at {now}){tail}",
+    "CREATE TABLE IF NOT EXISTS {s}.snapshot_tables (source_table VARCHAR(255) COLLATE utf8mb4_bin PRIMARY KEY,"
+    " target_table TEXT NOT NULL, plan LONGTEXT NOT NULL, state VARCHAR(16) NOT NULL"
+    " CHECK (state IN ('copying', 'copied', 'released')), source_rows BIGINT, target_rows BIGINT, sequences LONGTEXT,"
+    " started_at {now}, finished_at DATETIME(6)){tail}",
+    "CREATE TABLE IF NOT EXISTS {s}.snapshot_chunks (source_table VARCHAR(255) COLLATE utf8mb4_bin NOT NULL,"
+    " chunk INT NOT NULL, `rows` BIGINT NOT NULL, bytes BIGINT NOT NULL, position LONGTEXT NOT NULL,"
+    " copied_at {now}, PRIMARY KEY (source_table, chunk)){tail}",
 )
 _STATE_PARTS = {"topic": "topic VARCHAR(249) CHARACTER SET ascii COLLATE ascii_bin NOT NULL",
                 "now": "DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)",

@@ -41,6 +41,13 @@ class PostgresSnapshotTarget:
     def close(self) -> None:
         self._conn.close()
 
+    def is_transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure
+                          | psycopg.errors.LockNotAvailable | psycopg.OperationalError)
+
+    def is_broken(self) -> bool:
+        return bool(self._conn.closed or self._conn.broken)
+
     def column_types(self, table: TableId) -> dict[str, str] | None:
         regclass = sql.Identifier(table.schema, table.name).as_string(self._conn)
         exists = self._conn.execute("SELECT to_regclass(%s)", (regclass,)).fetchone()

@@ -68,6 +68,24 @@ def range_condition(key: tuple[str, ...], kinds: tuple[KeyKind, ...], low: tuple
     return sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")
 
 
+def mysql_csv_expression(column: str, type_name: str) -> sql.Composable:
+    """A column as a MySQL target loads it from CSV: bytes as hex, booleans as 0/1, timestamps in UTC
+    without a zone, bit strings as numbers; everything else in PostgreSQL's text form."""
+    ident = sql.Identifier(column)
+    base = type_name.split("(", maxsplit=1)[0]
+    if base == "bytea":
+        return sql.SQL("encode({}, 'hex')").format(ident)
+    if base == "boolean":
+        return sql.SQL("{}::int").format(ident)
+    if base == "timestamp with time zone":
+        return sql.SQL("to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')").format(ident)
+    if base == "timestamp without time zone":
+        return sql.SQL("to_char({}, 'YYYY-MM-DD HH24:MI:SS.US')").format(ident)
+    if base in ("bit", "bit varying"):
+        return sql.SQL("lpad({}::text, 64, '0')::bit(64)::bigint").format(ident)
+    return ident
+
+
 class PostgresSnapshotSource:
     """One source connection: planning queries, or a worker's reads inside the exported snapshot."""
 
@@ -168,10 +186,15 @@ class PostgresSnapshotSource:
         """The chunk's rows as COPY data (binary or text format), in blocks; returns the rows sent."""
         condition = range_condition(shape.key, shape.chunk_kinds or (), low, high) \
             if shape.chunk_kinds is not None else sql.SQL("true")
+        types = dict(shape.columns)
+        if transfer.format == "pg-csv":
+            exprs = [mysql_csv_expression(c, types[c]) for c in columns]
+            options = sql.SQL(" (FORMAT csv, NULL 'NULL')")
+        else:
+            exprs = [sql.Identifier(c) for c in columns]
+            options = sql.SQL(" (FORMAT binary)" if transfer.binary else "")
         query = sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT{}").format(
-            sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-            sql.Identifier(shape.table.schema, shape.table.name), condition,
-            sql.SQL(" (FORMAT binary)" if transfer.binary else ""))
+            sql.SQL(", ").join(exprs), sql.Identifier(shape.table.schema, shape.table.name), condition, options)
         with self._conn.cursor() as cur:
             with cur.copy(query) as copy:
                 yield from copy

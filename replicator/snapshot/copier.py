@@ -53,6 +53,7 @@ from replicator.sensor import Sensor
 from replicator.snapshot.plan import Chunk, TablePlan, filter_json
 
 log = logging.getLogger(__name__)
+_CHUNK_ATTEMPTS = 5  # a chunk whose load hits a deadlock or a lost target connection is copied again
 Say = Callable[[str], None]
 
 
@@ -205,7 +206,13 @@ class SnapshotCopier:
             point = planner.export()
             self._say(f"copying {len(pending)} chunk(s) of {len(jobs)} table(s) with "
                       f"{min(self._config.snapshot.workers, len(pending))} worker(s)")
+            copy_started, rows_before = time.monotonic(), sum(j.rows for j in jobs)
             self._run_workers(point, pending, jobs)
+            seconds = time.monotonic() - copy_started
+            rows = sum(j.rows for j in jobs) - rows_before
+            megabytes = sum(j.bytes for j in jobs) / 1e6
+            self._say(f"copied {len(pending)} chunk(s) in {seconds:.2f} s: {rows / seconds:,.0f} rows/s, "
+                      f"{megabytes / seconds:,.1f} MB/s")
         position = None if point is None else orjson.dumps(point.position).decode()
         results = []
         for job in jobs:
@@ -264,29 +271,19 @@ class SnapshotCopier:
 
     def _worker(self, point: SnapshotPoint, work: queue.Queue[tuple[TableJob, Chunk]],
                 failures: list[BaseException], abort: threading.Event) -> None:
-        source: SnapshotSource | None = None
-        target: SnapshotTarget | None = None
+        ends: list[Any] = []  # [source, target] once open
         where = "opening the copy connections"
         try:
-            source = snapshot_source_for(self._config.source)
-            target = snapshot_target_for(self._config.target, self._config.state_schema)
-            mine = source.enter(point)
-            position = orjson.dumps(mine.position).decode()
+            ends.append(snapshot_source_for(self._config.source))
+            ends.append(snapshot_target_for(self._config.target, self._config.state_schema))
+            position = orjson.dumps(ends[0].enter(point).position).decode()
             while not abort.is_set():
                 try:
                     job, chunk = work.get_nowait()
                 except queue.Empty:
                     return
                 where = f"{job.name} chunk {chunk.index}"
-                read = _Counted(self._metered(source.stream(job.shape, job.columns, chunk.low, chunk.high,
-                                                            job.transfer), job))
-                load = ChunkLoad(job.name, chunk.index, position, job.target, job.plan.key, job.plan.kinds,
-                                 chunk.low, chunk.high, job.columns, job.transfer)
-                rows, size = target.load_chunk(load, read)
-                faults.reach("snapshot.after-chunk-commit")
-                if read.rows is not None and read.rows != rows:
-                    raise SnapshotError(f"{job.name} chunk {chunk.index}: {read.rows} rows read from the source "
-                                        f"but {rows} loaded into the target")
+                rows, size = self._copy_chunk(ends, job, chunk, position, where)
                 with job.lock:
                     job.done[chunk.index] = (rows, position)
                 self._sensor.on_snapshot_progress(job.name, rows, size)
@@ -301,12 +298,36 @@ class SnapshotCopier:
             failures.append(exc)
             abort.set()
         finally:
-            for closing in (source, target):
-                if closing is not None:
-                    try:
-                        closing.close()
-                    except Exception as exc:
-                        log.debug("closing a copy connection: %s", exc)
+            for closing in ends:
+                try:
+                    closing.close()
+                except Exception as exc:
+                    log.debug("closing a copy connection: %s", exc)
+
+    def _copy_chunk(self, ends: list[Any], job: TableJob, chunk: Chunk, position: str, where: str) -> tuple[int, int]:
+        """One chunk into the target (ends: [source, target]); a deadlock or a lost target connection
+        rolls the chunk's transaction back, and it is copied again. (rows, bytes)."""
+        source, target = ends
+        load = ChunkLoad(job.name, chunk.index, position, job.target, job.plan.key, job.plan.kinds,
+                         chunk.low, chunk.high, job.columns, job.transfer)
+        for attempt in range(1, _CHUNK_ATTEMPTS + 1):
+            read = _Counted(self._metered(source.stream(job.shape, job.columns, chunk.low, chunk.high,
+                                                        job.transfer), job))
+            try:
+                rows, size = target.load_chunk(load, read)
+                break
+            except Exception as exc:
+                if attempt == _CHUNK_ATTEMPTS or not target.is_transient(exc):
+                    raise
+                log.warning("%s: %s; copying the chunk again (attempt %d)", where, exc, attempt + 1)
+                time.sleep(0.2 * attempt)
+                if target.is_broken():
+                    target.close()
+                    target = ends[1] = snapshot_target_for(self._config.target, self._config.state_schema)
+        faults.reach("snapshot.after-chunk-commit")
+        if read.rows is not None and read.rows != rows:
+            raise SnapshotError(f"{where}: {read.rows} rows read from the source but {rows} loaded into the target")
+        return rows, size
 
     def _metered(self, blocks: Generator[Block, None, int], job: TableJob) -> Generator[Block, None, int]:
         """The blocks, throttled and counted; returns what the source stream returned (rows read)."""

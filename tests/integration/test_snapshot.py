@@ -276,3 +276,83 @@ def test_mariadb_to_pg_snapshot_under_live_writes(my_scenario: Scenario, tmp_pat
     assert state["words"][1] >= 2 and state["journal"][1] == 1, state
     assert proc.metric('replicator_apply_skipped_events_total{reason="snapshot"}') > 0
     assert proc.stop() == 0
+
+
+def test_restart_copies_a_released_table_again_under_live_writes(pg_scenario: Scenario, tmp_path: Path) -> None:
+    s = pg_scenario
+    ns = s.namespace
+    config = prepare(s, 8_000)
+    proc = ApplyProcess(config, tmp_path / "apply.log").start()
+    load = Load(s, 8_001)
+    load.start()
+    try:
+        run_cli("-c", str(config), "snapshot")
+        time.sleep(2)
+        target_sql(s, f"UPDATE {ns}.items SET name = 'damaged' WHERE id % 10 = 0",
+                   f"INSERT INTO {ns}.journal VALUES (999, 'stray')")
+        restarted = run_cli("-c", str(config), "snapshot", "--restart", f"{ns}.items", f"{ns}.journal")
+        assert restarted.stdout.count("released") == 2, restarted.stdout
+        time.sleep(2)
+    finally:
+        load.stop.set()
+        load.join(30)
+    assert load.error is None, load.error
+    assert_same(s, proc)
+    unknown = run_cli("-c", str(config), "snapshot", f"{ns}.nope", check=False)
+    assert unknown.returncode == 2 and f"not a selected source table: {ns}.nope" in unknown.stderr, unknown.stderr
+    assert proc.stop() == 0
+
+
+# --- PostgreSQL → MariaDB ---------------------------------------------------------------------------
+
+MY_TARGET = [
+    "CREATE TABLE items (id BIGINT PRIMARY KEY, name TEXT, qty INT NOT NULL, payload VARBINARY(64))",
+    "CREATE TABLE words (w VARCHAR(50) COLLATE utf8mb4_nopad_bin PRIMARY KEY, n INT)",
+    "CREATE TABLE pairs (a INT, b VARCHAR(20), v DECIMAL(10,2), PRIMARY KEY (a, b))",
+    "CREATE TABLE journal (n INT, tag TEXT)",
+    "CREATE TABLE nothing (id INT PRIMARY KEY)",
+]
+
+
+@pytest.fixture
+def pg_to_my(stack: Any, tmp_path: Path) -> Any:
+    scenario = Scenario(stack, "pg-source", "my-target", tmp_path)
+    scenario.create_namespace()
+    yield scenario
+    scenario.cleanup()
+
+
+def test_pg_to_mariadb_snapshot_under_live_writes(pg_to_my: Scenario, tmp_path: Path) -> None:
+    s = pg_to_my
+    ns = s.namespace
+    s.source_sql(*tables(ns))
+    seed(s, 10_000)
+    s.source_sql(f"UPDATE {ns}.items SET name = E'tab\\there \\\\ back\\nline \\f feed' WHERE id % 97 = 0",
+                 f"UPDATE {ns}.items SET name = 'NULL', payload = NULL WHERE id % 89 = 0",
+                 f"UPDATE {ns}.items SET name = '\"quoted\", comma' WHERE id % 83 = 0")
+    target_sql(s, f"CREATE DATABASE `{ns}`", *[d.replace("CREATE TABLE ", f"CREATE TABLE `{ns}`.") for d in MY_TARGET])
+    config = s.write_config(snapshot={"workers": 2, "chunk_rows": 2500}, apply={"batch_max_events": 500})
+    run_cli("-c", str(config), "connectors", "apply")
+    proc = ApplyProcess(config, tmp_path / "apply.log").start()
+    load = Load(s, 10_001)
+    load.start()
+    try:
+        time.sleep(3)
+        result = run_cli("-c", str(config), "snapshot")
+        assert "released to the change stream" in result.stderr, result.stderr
+        time.sleep(3)
+    finally:
+        load.stop.set()
+        load.join(30)
+    assert load.error is None, load.error
+    wait_equal(s, f"SELECT id, name, qty, encode(payload, 'hex') FROM {ns}.items ORDER BY id",
+               f"SELECT id, name, qty, LOWER(HEX(payload)) FROM `{ns}`.items ORDER BY id", timeout_s=120, proc=proc)
+    wait_equal(s, f'SELECT w, n FROM {ns}.words ORDER BY w COLLATE "C"',
+               f"SELECT w, n FROM `{ns}`.words ORDER BY CAST(w AS BINARY)", timeout_s=60, proc=proc)
+    wait_equal(s, f"SELECT a, b, v FROM {ns}.pairs ORDER BY a, b",
+               f"SELECT a, b, v FROM `{ns}`.pairs ORDER BY a, CAST(b AS BINARY)", timeout_s=60, proc=proc)
+    wait_equal(s, f"SELECT n, tag, count(*) FROM {ns}.journal GROUP BY n, tag ORDER BY n, tag",
+               f"SELECT n, tag, COUNT(*) FROM `{ns}`.journal GROUP BY n, tag ORDER BY n, tag", timeout_s=60, proc=proc)
+    assert target_rows(s, "SELECT COUNT(*) FROM replicator.snapshot_tables"
+                          f" WHERE source_table LIKE '{ns}.%' AND state = 'released'") == [(5,)]
+    assert proc.stop() == 0

@@ -219,3 +219,35 @@ def test_malformed_filter_is_one_line_naming_the_table(text: str) -> None:
 def test_malformed_chunk_entries_are_one_line_naming_the_table(text: str) -> None:
     with pytest.raises(ReplicatorError, match=TABLE):
         SnapshotFilter.parse(text, TABLE)
+
+
+def test_many_contiguous_chunks_find_the_same_chunk_as_a_scan() -> None:
+    # 200 chunks, each read at its own position 3/(index*10): an event at 3/1005 is covered exactly by
+    # the chunks read after it, i.e. index > 100 — bisection must agree with the plain scan everywhere.
+    bounds = [None, *[[i * 10] for i in range(1, 200)], None]
+    chunks = [my_chunk(3, i * 10, low=bounds[i], high=bounds[i + 1]) for i in range(200)]
+    filt = gate(*chunks)
+    assert filt._lows is not None  # the fast path is taken
+    event = ev(SourcePosition(3, 1005))
+    for key in range(-5, 2010, 3):
+        index = min(max(key // 10, 0), 199)
+        assert filt.covers(event, (key,)) is (index * 10 > 1005), key
+
+
+def test_text_and_composite_keys_are_routed_in_byte_order() -> None:
+    # bounds as the database ordered them in byte order ("C", BINARY): "B" < "a" < "z" < "ä"
+    filt = gate(my_chunk(3, 100, low=None, high=["a"]), my_chunk(3, 900, low=["a"], high=["ä"]),
+                my_chunk(3, 100, low=["ä"], high=None))
+    event = ev(SourcePosition(3, 500))
+    assert not filt.covers(event, ("B",)) and not filt.covers(event, ("Zebra",))
+    assert filt.covers(event, ("a",)) and filt.covers(event, ("z",)) and filt.covers(event, ("b",))
+    assert not filt.covers(event, ("ä",)) and not filt.covers(event, ("日本",))
+    pairs = gate(my_chunk(3, 100, low=None, high=[5, "m"]), my_chunk(3, 900, low=[5, "m"], high=None))
+    assert not pairs.covers(event, (5, "a")) and pairs.covers(event, (5, "m")) and pairs.covers(event, (6, "a"))
+
+
+def test_chunks_that_are_not_contiguous_are_scanned() -> None:
+    filt = gate(my_chunk(3, 900, low=[10], high=[20]), my_chunk(3, 900, low=[30], high=None))
+    assert filt._lows is None
+    event = ev(SourcePosition(3, 500))
+    assert filt.covers(event, (15,)) and not filt.covers(event, (25,)) and filt.covers(event, (35,))

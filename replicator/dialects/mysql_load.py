@@ -1,0 +1,162 @@
+"""MySQL/MariaDB as a snapshot target: chunk loads by LOAD DATA LOCAL INFILE, and the chunk ledger.
+
+A chunk is one transaction (DELETE of the key range, LOAD DATA, ledger row, COMMIT: none of them
+commits implicitly), in a session with FOREIGN_KEY_CHECKS=0, READ COMMITTED and time zone UTC. The stream is spooled
+to a file (tmpfs when there is one: pymysql sends LOAD DATA LOCAL from a named file), so memory stays
+one block whatever the chunk size. `LOCAL` turns errors into warnings, so the load must end with no
+warning and exactly the rows the source sent, or the chunk rolls back with the first warning named.
+
+Formats: `mysql-tsv` (lines a MySQL source built: tab-separated, backslash escapes, \\N for NULL) and
+`pg-csv` (PostgreSQL `COPY … (FORMAT csv, NULL 'NULL')`: quoted fields, doubled quotes, unquoted NULL).
+Binary columns travel as hex and BIT columns as numbers; `SET col = UNHEX(@v)` / `CAST(@v AS UNSIGNED)`
+turns them back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable
+from typing import Any
+
+import pymysql
+
+from replicator.config import Endpoint
+from replicator.dialects.base import Block, ChunkLoad, LedgerTable
+from replicator.dialects.mysql import connect, quote_identifier
+from replicator.dialects.mysql_snapshot import range_condition
+from replicator.errors import SnapshotError
+from replicator.model import TableId
+
+_SPOOL = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
+_BINARY_TARGETS = ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob")
+
+
+def _ident(name: str) -> str:
+    return quote_identifier(name).replace("%", "%%")
+
+
+def _table(table: TableId) -> str:
+    return f"{_ident(table.schema)}.{_ident(table.name)}"
+
+
+def needs_hex(target_type: str) -> bool:
+    return target_type.lower().split("(")[0] in _BINARY_TARGETS
+
+
+def needs_number(target_type: str) -> bool:
+    return target_type.lower().startswith("bit")
+
+
+class MySQLSnapshotTarget:
+    def __init__(self, endpoint: Endpoint, state_schema: str) -> None:
+        self._conn = connect(endpoint, "target", local_infile=True)
+        self._state = _ident(state_schema)
+        with self._conn.cursor() as cur:
+            cur.execute("SET SESSION time_zone = '+00:00', SESSION foreign_key_checks = 0,"
+                        " SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
+            # Workers load neighbouring key ranges of one table at once: REPEATABLE READ's gap locks on
+            # each range's DELETE would block the other's inserts and deadlock. No chunk reads another's.
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _rows(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._conn.cursor() as cur:
+            cur.execute(query, params)
+            return list(cur.fetchall())
+
+    def is_transient(self, exc: BaseException) -> bool:
+        if isinstance(exc, pymysql.err.OperationalError) and exc.args:
+            return exc.args[0] in (1205, 1213, 2006, 2013)  # lock wait timeout, deadlock, connection lost
+        return isinstance(exc, pymysql.err.InterfaceError)
+
+    def is_broken(self) -> bool:
+        return not self._conn.open
+
+    def column_types(self, table: TableId) -> dict[str, str] | None:
+        rows = self._rows("SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s"
+                          " AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (table.schema, table.name))
+        return {str(n): (t.decode() if isinstance(t, bytes) else str(t)).lower() for n, t in rows} or None
+
+    def load_chunk(self, load: ChunkLoad, blocks: Iterable[Block]) -> tuple[int, int]:
+        where, params = range_condition(load.key, load.kinds, load.low, load.high)
+        targets, sets = [], []
+        for i, column in enumerate(load.columns):
+            kind = load.transfer.target_types.get(column, "")
+            if needs_hex(kind) or needs_number(kind):
+                targets.append(f"@v{i}")
+                value = f"UNHEX(@v{i})" if needs_hex(kind) else f"CAST(@v{i} AS UNSIGNED)"
+                sets.append(f"{_ident(column)} = {value}")
+            else:
+                targets.append(_ident(column))
+        if load.transfer.format == "pg-csv":
+            fields = "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY ''"
+        else:
+            fields = "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\'"
+        statement = (f"LOAD DATA LOCAL INFILE %s INTO TABLE {_table(load.table)} CHARACTER SET utf8mb4 {fields}"
+                     f" LINES TERMINATED BY '\\n' ({', '.join(targets)})" + (f" SET {', '.join(sets)}" if sets else ""))
+        size = 0
+        with tempfile.NamedTemporaryFile(dir=_SPOOL, prefix="replicator-chunk-", suffix=".txt") as spool:
+            for block in blocks:
+                size += len(block)
+                spool.write(block)
+            spool.flush()
+            with self._conn.cursor() as cur:
+                cur.execute("BEGIN")
+                try:
+                    cur.execute(f"DELETE FROM {_table(load.table)} WHERE {where}", params)
+                    rows = int(cur.execute(statement, (spool.name,)))
+                    if cur.warning_count:
+                        cur.execute("SHOW WARNINGS LIMIT 1")
+                        warning = cur.fetchone()
+                        raise SnapshotError(f"{load.table}: the target changed a value while loading chunk "
+                                            f"{load.chunk}: {warning[2] if warning else 'a warning'}",
+                                            hint="the target column cannot hold the source's value: fix its type")
+                    cur.execute(f"INSERT INTO {self._state}.snapshot_chunks (source_table, chunk, `rows`, bytes,"
+                                " position) VALUES (%s, %s, %s, %s, %s)",
+                                (load.source_table, load.chunk, rows, size, load.position))
+                    cur.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(pymysql.MySQLError):  # gone: the server rolled back
+                        cur.execute("ROLLBACK")
+                    raise
+        return rows, size
+
+    # -- the ledger ----------------------------------------------------------------------------
+    def ledger_table(self, source_table: str) -> LedgerTable | None:
+        rows = self._rows(f"SELECT target_table, plan, state, source_rows, target_rows FROM {self._state}"
+                          ".snapshot_tables WHERE source_table = %s", (source_table,))
+        if not rows:
+            return None
+        target, plan, state, source_rows, target_rows = rows[0]
+        chunks = self._rows(f"SELECT chunk, `rows`, position FROM {self._state}.snapshot_chunks"
+                            " WHERE source_table = %s ORDER BY chunk", (source_table,))
+        return LedgerTable(source_table, str(target), str(plan), str(state),
+                           {int(c): (int(r), str(p)) for c, r, p in chunks},
+                           None if source_rows is None else int(source_rows),
+                           None if target_rows is None else int(target_rows))
+
+    def start_table(self, source_table: str, target_table: str, plan: str) -> None:
+        with self._conn.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute(f"DELETE FROM {self._state}.snapshot_chunks WHERE source_table = %s", (source_table,))
+            cur.execute(f"INSERT INTO {self._state}.snapshot_tables (source_table, target_table, plan, state)"
+                        " VALUES (%s, %s, %s, 'copying') ON DUPLICATE KEY UPDATE target_table = VALUES(target_table),"
+                        " plan = VALUES(plan), state = 'copying', source_rows = NULL, target_rows = NULL,"
+                        " sequences = NULL, started_at = CURRENT_TIMESTAMP(6), finished_at = NULL",
+                        (source_table, target_table, plan))
+            cur.execute("COMMIT")
+
+    def finish_table(self, source_table: str, state: str, source_rows: int | None, target_rows: int | None,
+                     sequences: str | None) -> None:
+        with self._conn.cursor() as cur:
+            cur.execute(f"UPDATE {self._state}.snapshot_tables SET state = %s, source_rows = COALESCE(%s, source_rows),"
+                        " target_rows = COALESCE(%s, target_rows), sequences = COALESCE(%s, sequences),"
+                        " finished_at = CURRENT_TIMESTAMP(6) WHERE source_table = %s",
+                        (state, source_rows, target_rows, sequences, source_table))
+
+    def count(self, table: TableId) -> int:
+        return int(self._rows(f"SELECT COUNT(*) FROM {_table(table)}")[0][0])

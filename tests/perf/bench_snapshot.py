@@ -1,0 +1,292 @@
+"""Snapshot copy benchmark: `replicator snapshot` beside the raw pipe limit, same data, same run.
+
+Data (on the source, kept between invocations, rebuilt with --reseed): `snapbench.wide` — 1M rows ×
+8 mixed columns (bigint PK, int, bigint, numeric(12,3), ~40-char text, boolean, timestamp,
+timestamptz) — and `snapbench.narrow` — 2M rows (bigint PK, int).
+
+Per run (target tables emptied before each, not timed):
+* limit — PostgreSQL source: `psql -c "COPY t TO STDOUT (FORMAT binary)" | psql -c "COPY t FROM STDIN
+  (FORMAT binary)"`, one pipe per table; MariaDB source: `mariadb --batch --quick -e "SELECT …" |
+  psql -c "COPY t FROM STDIN"`. Both tables' pipes run at once and one after the other; the faster
+  of the two is the limit;
+* replicator — `replicator snapshot --restart` as its own process (workers from --workers): its
+  data copy time (its "copied … in X s" line) and its whole run; its peak RSS (VmHWM).
+The result is checked: row count and an in-database hash of every row equal on both sides
+(`WRONG` and exit 1 otherwise). Medians of --runs; last line: ratio_to_limit=<limit rate ÷ ours>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pymysql
+import yaml
+from bench_support import rss_kb, say, stack_info
+
+from replicator.stack.launcher import Database, StackInfo
+
+SCHEMA = "snapbench"
+WIDE = ("id bigint PRIMARY KEY, a int NOT NULL, b bigint, c numeric(12,3), d text, e boolean,"
+        " f timestamp(6), g timestamptz")
+NARROW = "id bigint PRIMARY KEY, v int"
+TABLES = {"wide": (WIDE, 1_000_000), "narrow": (NARROW, 2_000_000)}
+MY_WIDE = ("id BIGINT PRIMARY KEY, a INT NOT NULL, b BIGINT, c DECIMAL(12,3), d VARCHAR(64), e TINYINT(1),"
+           " f DATETIME(6), g TIMESTAMP(6) NULL")
+MY_NARROW = "id BIGINT PRIMARY KEY, v INT"
+PG_FOR_MY_WIDE = ("id bigint PRIMARY KEY, a int NOT NULL, b bigint, c numeric(12,3), d varchar(64), e boolean,"
+                  " f timestamp(6), g timestamptz")
+
+
+def pg(db: Database) -> psycopg.Connection[Any]:
+    return psycopg.connect(host=db.host, port=db.port, user=db.user, password=db.password, dbname=db.database,
+                           autocommit=True)
+
+
+def my(db: Database) -> Any:
+    return pymysql.connect(host=db.host, port=db.port, user=db.user, password=db.password, database=db.database,
+                           autocommit=True)
+
+
+def seed_pg(db: Database, reseed: bool) -> None:
+    with pg(db) as conn:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        for name, (ddl, rows) in TABLES.items():
+            found = conn.execute(f"SELECT to_regclass('{SCHEMA}.{name}') IS NOT NULL").fetchone()
+            count = conn.execute(f"SELECT count(*) FROM {SCHEMA}.{name}").fetchone() if found and found[0] else None
+            if not reseed and count and count[0] == rows:
+                continue
+            say(f"seeding source {SCHEMA}.{name} ({rows:,} rows)")
+            conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{name}")
+            conn.execute(f"CREATE TABLE {SCHEMA}.{name} ({ddl})")
+            if name == "wide":
+                conn.execute(f"INSERT INTO {SCHEMA}.wide SELECT g, g % 1000, g * 7, g / 7.0,"
+                             " md5(g::text) || ' row ' || g, g % 2 = 0, '2024-01-01'::timestamp + g * interval '1 s',"
+                             " '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 ms'"
+                             f" FROM generate_series(1, {rows}) g")
+            else:
+                conn.execute(f"INSERT INTO {SCHEMA}.narrow SELECT g, g % 100000 FROM generate_series(1, {rows}) g")
+            conn.execute(f"VACUUM ANALYZE {SCHEMA}.{name}")
+
+
+def seed_my(db: Database, reseed: bool) -> None:
+    conn = my(db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS {SCHEMA}")
+            for name, ddl in (("wide", MY_WIDE), ("narrow", MY_NARROW)):
+                rows = TABLES[name][1]
+                cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s"
+                            " AND TABLE_NAME = %s", (SCHEMA, name))
+                exists = cur.fetchone()[0]
+                if exists and not reseed:
+                    cur.execute(f"SELECT COUNT(*) FROM {SCHEMA}.{name}")
+                    if cur.fetchone()[0] == rows:
+                        continue
+                say(f"seeding source {SCHEMA}.{name} ({rows:,} rows)")
+                cur.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{name}")
+                cur.execute(f"CREATE TABLE {SCHEMA}.{name} ({ddl}) ENGINE=InnoDB")
+                if name == "wide":
+                    cur.execute(f"INSERT INTO {SCHEMA}.wide SELECT seq, seq % 1000, seq * 7, seq / 7.0,"
+                                " CONCAT(MD5(seq), ' row ', seq), seq % 2 = 0,"
+                                " TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND,"
+                                " TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq * 1000 MICROSECOND"
+                                f" FROM seq_1_to_{rows}")
+                else:
+                    cur.execute(f"INSERT INTO {SCHEMA}.narrow SELECT seq, seq % 100000 FROM seq_1_to_{rows}")
+    finally:
+        conn.close()
+
+
+def reset_target(db: Database, source_engine: str) -> None:
+    with pg(db) as conn:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        for name, (pg_ddl, _) in TABLES.items():
+            ddl = PG_FOR_MY_WIDE if source_engine == "mysql" and name == "wide" else pg_ddl
+            conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{name}")
+            conn.execute(f"CREATE TABLE {SCHEMA}.{name} ({ddl})")
+        conn.execute("CREATE SCHEMA IF NOT EXISTS replicator")
+        for state in ("snapshot_chunks", "snapshot_tables", "table_gates"):
+            if conn.execute(f"SELECT to_regclass('replicator.{state}')").fetchone()[0]:
+                column = "source_table"
+                conn.execute(f"DELETE FROM replicator.{state} WHERE {column} LIKE '{SCHEMA}.%'")
+
+
+def env_for(db: Database) -> dict[str, str]:
+    return {**os.environ, "PGPASSWORD": db.password or "", "MYSQL_PWD": db.password or ""}
+
+
+def pipe_command(source: Database, target: Database, name: str) -> str:
+    into = (f"psql -X -q -h {target.host} -p {target.port} -U {target.user} -d {target.database}"
+            f" -c \"COPY {SCHEMA}.{name} FROM STDIN{' (FORMAT binary)' if source.engine == 'postgres' else ''}\"")
+    if source.engine == "postgres":
+        out = (f"psql -X -q -h {source.host} -p {source.port} -U {source.user} -d {source.database}"
+               f" -c \"COPY {SCHEMA}.{name} TO STDOUT (FORMAT binary)\"")
+    else:
+        columns = "*" if name == "narrow" else ("id, a, b, c, d, e, f, CONCAT(g, '+00')")
+        out = (f"mariadb --batch --quick --skip-column-names -h {source.host} -P {source.port} -u {source.user}"
+               f" -e \"SET time_zone = '+00:00'; SELECT {columns} FROM {SCHEMA}.{name}\"")
+    return f"set -o pipefail; {out} | {into}"
+
+
+def raw_pipes(source: Database, target: Database, *, parallel: bool) -> float:
+    reset_target(target, source.engine)
+    env = {**env_for(source), "PGPASSWORD": target.password or ""}
+    if source.engine == "mysql":
+        env["MYSQL_PWD"] = source.password or ""
+    started = time.monotonic()
+    if parallel:
+        procs = [subprocess.Popen(["bash", "-c", pipe_command(source, target, n)], env=env) for n in TABLES]
+        codes = [p.wait() for p in procs]
+    else:
+        codes = [subprocess.run(["bash", "-c", pipe_command(source, target, n)], env=env, check=False).returncode
+                 for n in TABLES]
+    seconds = time.monotonic() - started
+    if any(codes):
+        raise RuntimeError(f"a raw pipe failed: {codes}")
+    return seconds
+
+
+def config_file(info: StackInfo, source: Database, target: Database, workers: int, chunk_rows: int) -> Path:
+    prefix = f"snapbench{source.engine[:2]}"
+    config = {
+        "source": {"engine": source.engine, "host": source.host, "port": source.port,
+                   "database": SCHEMA if source.engine == "mysql" else source.database,
+                   "user": source.user, "password": source.password},
+        "target": {"engine": "postgres", "host": target.host, "port": target.port, "database": target.database,
+                   "user": target.user, "password": target.password},
+        "kafka": {"bootstrap_servers": info.bootstrap_servers, "topic_prefix": prefix},
+        "connect": {"url": info.connect_url, "ready_timeout_s": 60},
+        "tables": {"include": [f"{SCHEMA}.*"]},
+        "connector": {"server_id": 7707,
+                      "history_file": str(info.run_dir / "connect" / f"history-{prefix}.dat")},
+        "snapshot": {"workers": workers, "chunk_rows": chunk_rows},
+    }
+    path = Path(tempfile.mkdtemp(prefix="snapbench-")) / "migration.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def cli(*args: str) -> list[str]:
+    return [str(Path(sys.executable).with_name("replicator")), *args]
+
+
+def run_ours(config: Path, target: Database, source_engine: str) -> tuple[float, float, int]:
+    """(data copy seconds, whole run seconds, peak RSS kB) of `replicator snapshot --restart`."""
+    reset_target(target, source_engine)
+    started = time.monotonic()
+    proc = subprocess.Popen(cli("-c", str(config), "snapshot", "--restart"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    peak = [0]
+
+    def watch() -> None:
+        while proc.poll() is None:
+            peak[0] = max(peak[0], rss_kb(proc.pid, "VmHWM") or 0)
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    out, err = proc.communicate()
+    whole = time.monotonic() - started
+    watcher.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"replicator snapshot failed ({proc.returncode}):\n{out}\n{err}")
+    found = re.search(r"copied \d+ chunk\(s\) in ([0-9.]+) s", err)
+    if not found:
+        raise RuntimeError(f"no copy time in the output:\n{err}")
+    return float(found.group(1)), whole, peak[0]
+
+
+def digest_pg(db: Database, name: str, columns: str = "t") -> tuple[int, int]:
+    with pg(db) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        row = conn.execute(f"SELECT count(*), sum(hashtextextended({columns}::text, 0)) FROM {SCHEMA}.{name} t"
+                           ).fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1] or 0)
+
+
+def aggregates(db: Database, name: str) -> tuple[int, ...]:
+    """Count and column sums, the same on both engines (the MariaDB → PG check)."""
+    other = "a + b + c + LENGTH(d) + e" if name == "wide" else "v"
+    query = f"SELECT COUNT(*), SUM(id), SUM({other}) FROM {SCHEMA}.{name}"
+    if db.engine == "postgres":
+        query = query.replace("+ e", "+ e::int")
+        with pg(db) as conn:
+            row = conn.execute(query).fetchone()
+    else:
+        conn = my(db)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query)
+                row = cur.fetchone()
+        finally:
+            conn.close()
+    assert row is not None
+    return tuple(int(v or 0) for v in row)
+
+
+def check(source: Database, target: Database) -> None:
+    for name in TABLES:
+        same = digest_pg(target, name) == digest_pg(source, name) if source.engine == "postgres" \
+            else aggregates(target, name) == aggregates(source, name)
+        if not same:
+            say(f"WRONG: {SCHEMA}.{name} differs between source and target")
+            sys.exit(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", choices=("pg", "mariadb"), default="pg")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--chunk-rows", type=int, default=250_000)
+    parser.add_argument("--reseed", action="store_true")
+    parser.add_argument("--run-dir", default=None)
+    args = parser.parse_args()
+    info = stack_info(args.run_dir)
+    source = info.database("pg-source" if args.source == "pg" else "my-source")
+    target = info.database("pg-target")
+    (seed_pg if args.source == "pg" else seed_my)(source, args.reseed)
+    config = config_file(info, source, target, args.workers, args.chunk_rows)
+    done = subprocess.run(cli("-c", str(config), "connectors", "apply", "--fix-replica-identity"),
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"connectors apply failed:\n{done.stdout}{done.stderr}")
+    rows = sum(r for _, r in TABLES.values())
+    limits, copies, wholes, peaks = [], [], [], []
+    try:
+        for run in range(1, args.runs + 1):
+            parallel = raw_pipes(source, target, parallel=True)
+            serial = raw_pipes(source, target, parallel=False)
+            check(source, target)
+            copy_s, whole_s, peak = run_ours(config, target, source.engine)
+            check(source, target)
+            limits.append(min(parallel, serial))
+            copies.append(copy_s)
+            wholes.append(whole_s)
+            peaks.append(peak)
+            say(f"run {run}: raw pipes {parallel:.2f} s at once, {serial:.2f} s one after the other; replicator "
+                f"data copy {copy_s:.2f} s (whole run {whole_s:.2f} s), peak RSS {peak / 1024:.0f} MB")
+    finally:
+        subprocess.run(cli("-c", str(config), "connectors", "delete", "--drop-slot"), capture_output=True,
+                       check=False)
+    limit, copy, whole = (statistics.median(v) for v in (limits, copies, wholes))
+    say(f"limit (raw pipe): median {limit:.2f} s = {rows / limit:,.0f} rows/s")
+    say(f"replicator data copy: median {copy:.2f} s = {rows / copy:,.0f} rows/s; whole run {whole:.2f} s; "
+        f"peak RSS {max(peaks) / 1024:.0f} MB")
+    say(f"ratio_to_limit={limit / copy:.3f}")
+
+
+if __name__ == "__main__":
+    main()
