@@ -188,6 +188,49 @@ def connectors_delete(obj: _Context, drop_slot: bool) -> None:
     manager.delete(obj.config(), drop_slot=drop_slot, progress=out.print)
 
 
+# --- schema translation ---------------------------------------------------------------------------
+
+
+@cli.command("schema")
+@click.option("--dry-run", is_flag=True, help="Print the DDL that would run; create nothing.")
+@click.option("--phase", type=click.Choice(["create", "post-load", "foreign-keys", "all"]), default="all",
+              show_default=True,
+              help="create: schemas and tables; post-load: secondary indexes; foreign-keys: foreign keys; "
+                   "all: create and post-load, and foreign keys unless snapshot.foreign_keys is cutover.")
+@click.pass_obj
+def schema(obj: _Context, dry_run: bool, phase: str) -> None:
+    """Translate the source tables' schema and create it on the target (idempotent)."""
+    from replicator.config import ForeignKeyTiming
+    from replicator.schema import AppliedStatement, Phase, apply_schema, refuse_blocking, translate, unique_statements
+
+    config = obj.config()
+    plan = translate(config)
+    for problem in plan.problems:
+        err.print(f"replicator: {problem.line()}", markup=False, soft_wrap=True)
+    phases = [Phase(phase)]
+    if phases[0] is Phase.ALL:
+        phases = [Phase.CREATE, Phase.POST_LOAD]
+        if config.snapshot.foreign_keys is ForeignKeyTiming.AFTER_LOAD:
+            phases.append(Phase.FOREIGN_KEYS)
+    if dry_run:
+        for chosen in phases:
+            out.print(f"-- phase {chosen.value}", markup=False)
+            for statement in unique_statements(plan, chosen):
+                out.print(f"{statement.sql};", markup=False, soft_wrap=True)
+        refuse_blocking(plan)
+        return
+
+    def report(applied: AppliedStatement) -> None:
+        state = "created" if applied.created else "exists "
+        statement = applied.statement
+        out.print(f"{state} {statement.kind.value} {statement.name} ({statement.table})", markup=False)
+
+    refuse_blocking(plan)
+    for chosen in phases:
+        apply_schema(config.target, plan, chosen, progress=report)
+    out.print(f"schema: {len(plan.tables)} table(s) translated ({', '.join(p.value for p in phases)})")
+
+
 # --- service --------------------------------------------------------------------------------------
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
 
 from replicator.events import ColumnType, Row, SourcePosition
 from replicator.model import SourceTable, TableId
+from replicator.table_schema import SchemaProblem, Statement, TablePlan, TableSchema
 
 
 class SourceCatalog(Protocol):
@@ -183,3 +185,38 @@ class TargetWriter(Protocol):
     def delete_all(self, table: TargetTable) -> None:
         """Empty the table inside the current transaction (never an implicitly committing TRUNCATE)."""
         ...
+
+
+# -- schema translation ------------------------------------------------------------------------------
+class SchemaReader(Protocol):
+    """Reads table definitions from a source catalog."""
+
+    def read(self, tables: list[TableId]) -> list[TableSchema]: ...
+
+    def close(self) -> None: ...
+
+
+class SchemaDDL(Protocol):
+    """Plans one source table for the target engine and renders its DDL (pure: no connection)."""
+
+    def plan_table(self, source: TableSchema, target: TableId, overrides: Mapping[str, str],
+                   resolve: Callable[[TableId], TableId | None]) -> tuple[TablePlan, list[SchemaProblem]]:
+        """`overrides`: column → target type given by the user; `resolve`: a referenced source table's
+        target name, or None when it is not migrated."""
+        ...
+
+
+class SchemaTarget(Protocol):
+    """Runs translated DDL on the target."""
+
+    def exists(self, statement: Statement) -> bool:
+        """True when the object the statement creates (by kind and name) is already there."""
+        ...
+
+    def execute(self, statement: Statement) -> None: ...
+
+    def difference(self, plan: TablePlan) -> str | None:
+        """None when the existing target table can take the plan's rows; else the first difference."""
+        ...
+
+    def close(self) -> None: ...
