@@ -105,15 +105,17 @@ class PostgresDDL:
         identity = column.identity
         default_sql = None
         if identity is Identity.SERIAL and target_type in _SERIAL and override is None:
-            type_sql = _SERIAL[target_type]
-        elif identity is Identity.AUTO_INCREMENT:
-            identity = Identity.BY_DEFAULT if target_type in _INTEGERS else None
-            if identity is None:
-                warn(f"AUTO_INCREMENT is not carried to a {target_type} column", "number new rows in the application")
-        elif identity is Identity.SERIAL:
+            type_sql = _SERIAL[target_type]  # creates and owns its sequence, as on the source
+        elif identity is Identity.AUTO_INCREMENT and target_type not in _INTEGERS:
             identity = None
-        if identity is None or identity is Identity.SERIAL:
-            default_sql = self._default(column, target, target_type, warn)
+            warn(f"AUTO_INCREMENT is not carried to a {target_type} column", "number new rows in the application")
+        else:
+            if identity is Identity.AUTO_INCREMENT:
+                identity = Identity.BY_DEFAULT
+            elif identity is Identity.SERIAL:
+                identity = None  # a serial over a non-integer override: keep the nextval() default
+            if identity is None:
+                default_sql = self._default(column, target, target_type, warn)
         if column.generated is not None and not self._same:
             warn("generated column becomes a plain column (its values are copied)", "")
         return PlannedColumn(column.name, target_type, column, column.nullable, default_sql,
