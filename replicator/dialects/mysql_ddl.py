@@ -222,7 +222,8 @@ class MySQLDDL:
                 if index.unique:
                     skip("unique on unbounded text (MySQL could only compare a prefix)")
                     return None
-                prefix = max(1, type_mapping.MYSQL_KEY_BYTES // len(wide) // 4)
+                budget = type_mapping.MYSQL_KEY_BYTES - 16 * (len(index.columns) - len(wide))
+                prefix = max(1, budget // len(wide) // 4)
             parts.append(_q(column) + (f"({prefix})" if prefix else "") + (" DESC" if part.descending else ""))
         statement = f"CREATE {kind}INDEX {_q(index.name)} ON {_table(target)} ({', '.join(parts)})"
         return Statement(StatementKind.INDEX, target, index.name, statement)
