@@ -211,6 +211,7 @@ class PlannedColumn:
     identity: Identity | None = None
     type_sql: str | None = None  # the type as rendered into DDL when it differs from target_type (quoted user types)
     user_type: UserType | None = None  # PostgreSQL target: the enum type the column uses
+    generated: bool = False  # computed by the target itself (same engine): the copier leaves it out
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,11 @@ class TablePlan:
     @property
     def innodb(self) -> bool:
         return self.source.innodb
+
+    @property
+    def copy_columns(self) -> tuple[str, ...]:
+        """The columns the copier writes, in table order: all but those the target computes."""
+        return tuple(c.name for c in self.columns if not c.generated)
 
     def column_types(self) -> dict[str, str]:
         """Column name → target type text."""

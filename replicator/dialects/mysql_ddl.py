@@ -133,7 +133,8 @@ class MySQLDDL:
         default_sql = None if identity is not None else self._default(column, target_type, warn)
         if column.generated is not None and not self._same:
             warn("generated column becomes a plain column (its values are copied)")
-        return PlannedColumn(column.name, target_type, column, column.nullable, default_sql, identity, type_sql)
+        return PlannedColumn(column.name, target_type, column, column.nullable, default_sql, identity, type_sql,
+                             generated=self._same and column.generated is not None)
 
     def _default(self, column: ColumnDef, target_type: str, warn: Callable[[str, str], None]) -> str | None:
         value = column.default_value

@@ -119,7 +119,7 @@ class PostgresDDL:
         if column.generated is not None and not self._same:
             warn("generated column becomes a plain column (its values are copied)", "")
         return PlannedColumn(column.name, target_type, column, column.nullable, default_sql,
-                             identity, type_sql, user_type)
+                             identity, type_sql, user_type, generated=self._same and column.generated is not None)
 
     def _same_type(self, column: ColumnDef, target: TableId,
                    warn: Callable[[str, str], None]) -> tuple[str, str, UserType | None]:

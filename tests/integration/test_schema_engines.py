@@ -213,6 +213,7 @@ def test_pg_to_pg_identical_with_enum_domain_identity_and_sequences(pg_to_pg: Sc
     assert types["dm"] == "numeric(5,2)"  # a domain becomes its base type
     assert types["en"] == f'"{ns}"."mood"' and types["ea"] == f'"{ns}"."mood"[]'
     assert types["iv"] == "interval" and types["ir"] == "int4range" and types["tz"] == "time with time zone"
+    assert "gen" not in table.copy_columns and "gid" in table.copy_columns
     apply_schema(s.config().target, plan, Phase.ALL)
     row = f"INSERT INTO {ns}.types VALUES {PG_ALL_ROW.format()}"
     s.source_sql(row)
@@ -248,6 +249,7 @@ def test_mariadb_to_mariadb_identical(my_to_my: SchemaScenario) -> None:
     plan = translate(s.config())
     assert not plan.blocking and not plan.warnings, plan.problems
     assert [p.innodb for p in plan.tables] == [False, True]
+    assert "g" not in plan.tables[1].copy_columns
     apply_schema(s.config().target, plan, Phase.ALL)
     s.source_sql(f"INSERT INTO types VALUES {MY_ROW}")
     s.target_sql(f"INSERT INTO types VALUES {MY_ROW}")
