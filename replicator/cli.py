@@ -188,6 +188,49 @@ def connectors_delete(obj: _Context, drop_slot: bool) -> None:
     manager.delete(obj.config(), drop_slot=drop_slot, progress=out.print)
 
 
+# --- schema translation ---------------------------------------------------------------------------
+
+
+@cli.command("schema")
+@click.option("--dry-run", is_flag=True, help="Print the DDL that would run; create nothing.")
+@click.option("--phase", type=click.Choice(["create", "post-load", "foreign-keys", "all"]), default="all",
+              show_default=True,
+              help="create: schemas and tables; post-load: secondary indexes; foreign-keys: foreign keys; "
+                   "all: create and post-load, and foreign keys unless snapshot.foreign_keys is cutover.")
+@click.pass_obj
+def schema(obj: _Context, dry_run: bool, phase: str) -> None:
+    """Translate the source tables' schema and create it on the target (idempotent)."""
+    from replicator.config import ForeignKeyTiming
+    from replicator.schema import AppliedStatement, Phase, apply_schema, refuse_blocking, translate, unique_statements
+
+    config = obj.config()
+    plan = translate(config)
+    for problem in plan.problems:
+        err.print(f"replicator: {problem.line()}", markup=False, soft_wrap=True)
+    phases = [Phase(phase)]
+    if phases[0] is Phase.ALL:
+        phases = [Phase.CREATE, Phase.POST_LOAD]
+        if config.snapshot.foreign_keys is ForeignKeyTiming.AFTER_LOAD:
+            phases.append(Phase.FOREIGN_KEYS)
+    if dry_run:
+        for chosen in phases:
+            out.print(f"-- phase {chosen.value}", markup=False)
+            for statement in unique_statements(plan, chosen):
+                out.print(f"{statement.sql};", markup=False, soft_wrap=True)
+        refuse_blocking(plan)
+        return
+
+    def report(applied: AppliedStatement) -> None:
+        state = "created" if applied.created else "exists "
+        statement = applied.statement
+        out.print(f"{state} {statement.kind.value} {statement.name} ({statement.table})", markup=False)
+
+    refuse_blocking(plan)
+    for chosen in phases:
+        apply_schema(config.target, plan, chosen, progress=report)
+    out.print(f"schema: {len(plan.tables)} table(s) translated ({', '.join(p.value for p in phases)})")
+
+
 # --- service --------------------------------------------------------------------------------------
 
 
@@ -206,14 +249,32 @@ def serve(obj: _Context, apply_connectors: bool, no_apply: bool) -> None:
 @cli.command("snapshot")
 @click.argument("tables", nargs=-1)
 @click.option("--restart", is_flag=True, help="copy the named (or all) tables again from the start")
+@click.option("--dry-run", is_flag=True, help="print the DDL it would run and the tables it would copy")
 @click.pass_obj
-def snapshot(obj: _Context, tables: tuple[str, ...], restart: bool) -> None:
-    """Copy the source's rows to the target (all selected tables, or TABLES as schema.table), resumable,
-    then hand each table to the change stream. Idempotent: a released table is not copied again."""
+def snapshot(obj: _Context, tables: tuple[str, ...], restart: bool, dry_run: bool) -> None:
+    """Create the target tables (schema translation), copy the source's rows (all selected tables, or
+    TABLES as schema.table), resumable, hand each table to the change stream, then create secondary
+    indexes and foreign keys. Idempotent: a released table is not copied again."""
+    from replicator.config import ForeignKeyTiming
+    from replicator.schema import Phase, unique_statements
     from replicator.sensor import NullSensor
     from replicator.snapshot.copier import SnapshotCopier
 
-    copier = SnapshotCopier(obj.config(), NullSensor(), say=lambda line: err.print(line, markup=False))
+    config = obj.config()
+    copier = SnapshotCopier(config, NullSensor(), say=lambda line: err.print(line, markup=False, soft_wrap=True))
+    if dry_run:
+        plan = copier.schema_plan(copier.resolve(list(tables) or None))
+        phases = [Phase.CREATE, Phase.POST_LOAD]
+        if config.snapshot.foreign_keys is ForeignKeyTiming.AFTER_LOAD:
+            phases.append(Phase.FOREIGN_KEYS)
+        for phase in phases:
+            out.print(f"-- phase {phase.value}{' (after the copy)' if phase is not Phase.CREATE else ''}",
+                      markup=False)
+            for statement in unique_statements(plan, phase):
+                out.print(f"{statement.sql};", markup=False, soft_wrap=True)
+        out.print(f"-- would copy {len(plan.tables)} table(s): "
+                  + ", ".join(p.source.table.qualified for p in plan.tables), markup=False, soft_wrap=True)
+        return
     results = copier.run(list(tables) or None, restart=restart)
     table = Table("table", "state", "chunks", "rows", "in target", "in source snapshot", box=None)
     for r in results:

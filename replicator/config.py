@@ -225,11 +225,25 @@ class ApplySettings(_Section):
     )
 
 
+class ForeignKeyTiming(StrEnum):
+    AFTER_LOAD = "after-load"
+    CUTOVER = "cutover"
+
+
 class SnapshotSettings(_Section):
     workers: int = Field(default=2, ge=1, le=64, description="parallel copy workers")
     chunk_rows: int = Field(default=100_000, ge=1, description="rows per chunk, about")
     max_mb_per_s: float | None = Field(
         default=None, gt=0, description="throttle: at most this many MB/s read from the source (default: no limit)"
+    )
+    foreign_keys: ForeignKeyTiming = Field(
+        default=ForeignKeyTiming.AFTER_LOAD,
+        description="when target foreign keys are created: after-load (once the snapshot is loaded) or cutover",
+    )
+    column_types: dict[str, str] = Field(
+        default_factory=dict,
+        description="source schema.table.column -> target column type, instead of the translated one "
+                    "(e.g. json for a PostgreSQL array going to MySQL)",
     )
 
 

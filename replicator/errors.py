@@ -59,6 +59,10 @@ class TargetError(ReplicatorError):
         self.retryable = retryable
 
 
+class SchemaError(ReplicatorError):
+    """Source tables cannot be translated safely (each problem is reported on its own line first)."""
+
+
 class TopicLayoutError(ReplicatorError):
     """A Kafka topic is laid out in a way that would break per-table ordering."""
 

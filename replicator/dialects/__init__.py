@@ -7,7 +7,16 @@ the engine name.
 from __future__ import annotations
 
 from replicator.config import Endpoint, Engine
-from replicator.dialects.base import SnapshotSource, SnapshotTarget, SourceCatalog, TargetWriter, Transfer
+from replicator.dialects.base import (
+    SchemaDDL,
+    SchemaReader,
+    SchemaTarget,
+    SnapshotSource,
+    SnapshotTarget,
+    SourceCatalog,
+    TargetWriter,
+    Transfer,
+)
 
 
 def catalog_for(endpoint: Endpoint) -> SourceCatalog:
@@ -64,5 +73,39 @@ def transfer_for(source: Endpoint, target: Endpoint, source_types: dict[str, str
     return Transfer("pg-binary" if binary else "pg-text", target_types)
 
 
-__all__ = ["SnapshotSource", "SnapshotTarget", "SourceCatalog", "TargetWriter", "Transfer", "catalog_for",
+def schema_reader_for(endpoint: Endpoint) -> SchemaReader:
+    """Reads table definitions from the source's catalog (one connection)."""
+    if endpoint.engine is Engine.POSTGRES:
+        from replicator.dialects.postgres_schema import PostgresSchemaReader
+
+        return PostgresSchemaReader(endpoint)
+    from replicator.dialects.mysql_schema import MySQLSchemaReader
+
+    return MySQLSchemaReader(endpoint)
+
+
+def schema_ddl_for(source: Engine, target: Engine) -> SchemaDDL:
+    """Plans and renders target DDL for tables of the source engine (pure, no connection)."""
+    if target is Engine.POSTGRES:
+        from replicator.dialects.postgres_ddl import PostgresDDL
+
+        return PostgresDDL(same_engine=source is target)
+    from replicator.dialects.mysql_ddl import MySQLDDL
+
+    return MySQLDDL(same_engine=source is target)
+
+
+def schema_target_for(endpoint: Endpoint) -> SchemaTarget:
+    """Runs translated DDL on the target (one connection)."""
+    if endpoint.engine is Engine.POSTGRES:
+        from replicator.dialects.postgres_schema import PostgresSchemaTarget
+
+        return PostgresSchemaTarget(endpoint)
+    from replicator.dialects.mysql_schema import MySQLSchemaTarget
+
+    return MySQLSchemaTarget(endpoint)
+
+
+__all__ = ["SchemaDDL", "SchemaReader", "SchemaTarget", "SnapshotSource", "SnapshotTarget", "SourceCatalog",
+           "TargetWriter", "Transfer", "catalog_for", "schema_ddl_for", "schema_reader_for", "schema_target_for",
            "snapshot_source_for", "snapshot_target_for", "target_writer_for", "transfer_for"]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal, Protocol
 
 from replicator.events import ColumnType, Row, SourcePosition
 from replicator.model import SourceTable, TableId
+from replicator.table_schema import SchemaProblem, Statement, TablePlan, TableSchema
 
 
 class SourceCatalog(Protocol):
@@ -346,3 +347,36 @@ class SnapshotTarget(Protocol):
                      sequences: str | None) -> None: ...
 
     def count(self, table: TableId) -> int: ...
+# -- schema translation ------------------------------------------------------------------------------
+class SchemaReader(Protocol):
+    """Reads table definitions from a source catalog."""
+
+    def read(self, tables: list[TableId]) -> list[TableSchema]: ...
+
+    def close(self) -> None: ...
+
+
+class SchemaDDL(Protocol):
+    """Plans one source table for the target engine and renders its DDL (pure: no connection)."""
+
+    def plan_table(self, source: TableSchema, target: TableId, overrides: Mapping[str, str],
+                   resolve: Callable[[TableId], TableId | None]) -> tuple[TablePlan, list[SchemaProblem]]:
+        """`overrides`: column → target type given by the user; `resolve`: a referenced source table's
+        target name, or None when it is not migrated."""
+        ...
+
+
+class SchemaTarget(Protocol):
+    """Runs translated DDL on the target."""
+
+    def exists(self, statement: Statement) -> bool:
+        """True when the object the statement creates (by kind and name) is already there."""
+        ...
+
+    def execute(self, statement: Statement) -> None: ...
+
+    def difference(self, plan: TablePlan) -> str | None:
+        """None when the existing target table can take the plan's rows; else the first difference."""
+        ...
+
+    def close(self) -> None: ...

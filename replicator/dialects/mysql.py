@@ -23,6 +23,13 @@ def quote_identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
+def quote_literal(value: str) -> str:
+    """A string literal for DDL, where values cannot be parameters (defaults, ENUM labels). Valid
+    unless the session's sql_mode has NO_BACKSLASH_ESCAPES (our DDL session never has it)."""
+    escaped = value.replace("\\", "\\\\").replace("'", "''").replace("\0", "\\0")
+    return "'" + escaped + "'"
+
+
 def connect(endpoint: Endpoint, role: str, *, client_flag: int = 0,
             local_infile: bool = False) -> Any:  # pymysql is untyped: a Connection
     """An autocommit utf8mb4 connection; `client_flag` adds protocol flags (e.g. CLIENT.FOUND_ROWS);

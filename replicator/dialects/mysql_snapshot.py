@@ -87,13 +87,17 @@ def pg_text_expression(column: str, column_type: str, data_type: str, target_typ
         params.append("\\\\x")
     elif data_type == "bit":
         width = int(column_type.partition("(")[2].rstrip(")") or 1)
-        expr = f"IF({c} = 0, 'f', 't')" if target == "boolean" else f"LPAD(BIN({c} + 0), {width}, '0')"
+        # CASE, not IF: a NULL must stay NULL (IF(NULL = 0, …) takes its else branch)
+        expr = f"CASE WHEN {c} = 0 THEN 'f' WHEN {c} <> 0 THEN 't' END" if target == "boolean" \
+            else f"LPAD(BIN({c} + 0), {width}, '0')"
     elif data_type in ("date", "datetime", "timestamp"):
         zero = f"YEAR({c}) = 0 OR MONTH({c}) = 0 OR DAYOFMONTH({c}) = 0"  # zero dates: NULL, as Debezium emits them
         text = f"CAST({c} AS CHAR)"
         if data_type == "timestamp" or "with time zone" in target:
             text = f"CONCAT({text}, '+00')"  # the session runs in UTC
         expr = f"IF({zero}, NULL, {text})"
+    elif data_type == "point" and target.startswith("point"):
+        expr = f"CONCAT('(', ST_X({c}), ',', ST_Y({c}), ')')"
     elif data_type in ("geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
                        "multipolygon", "geometrycollection"):
         raise SnapshotError(f"column {column} ({column_type}): copying spatial values is not supported yet",

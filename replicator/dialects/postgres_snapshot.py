@@ -68,11 +68,15 @@ def range_condition(key: tuple[str, ...], kinds: tuple[KeyKind, ...], low: tuple
     return sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")
 
 
-def mysql_csv_expression(column: str, type_name: str) -> sql.Composable:
-    """A column as a MySQL target loads it from CSV: bytes as hex, booleans as 0/1, timestamps in UTC
-    without a zone, bit strings as numbers; everything else in PostgreSQL's text form."""
+def mysql_csv_expression(column: str, type_name: str, target_type: str) -> sql.Composable:
+    """A column as a MySQL target loads it from CSV: bytes as hex, booleans as 0/1, timestamps and
+    times with a zone in UTC without it, bit strings as numbers (into BIT), money as a number, arrays
+    as JSON; everything else in PostgreSQL's text form (intervals in ISO 8601, as Debezium sends them)."""
     ident = sql.Identifier(column)
     base = type_name.split("(", maxsplit=1)[0]
+    target = target_type.lower()
+    if type_name.endswith("[]"):
+        return sql.SQL("array_to_json({})").format(ident)
     if base == "bytea":
         return sql.SQL("encode({}, 'hex')").format(ident)
     if base == "boolean":
@@ -81,8 +85,12 @@ def mysql_csv_expression(column: str, type_name: str) -> sql.Composable:
         return sql.SQL("to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')").format(ident)
     if base == "timestamp without time zone":
         return sql.SQL("to_char({}, 'YYYY-MM-DD HH24:MI:SS.US')").format(ident)
-    if base in ("bit", "bit varying"):
+    if base == "time with time zone":
+        return sql.SQL("({} AT TIME ZONE 'UTC')::time").format(ident)
+    if base in ("bit", "bit varying") and target.startswith("bit"):
         return sql.SQL("lpad({}::text, 64, '0')::bit(64)::bigint").format(ident)
+    if base == "money":
+        return sql.SQL("{}::numeric").format(ident)
     return ident
 
 
@@ -91,6 +99,8 @@ class PostgresSnapshotSource:
 
     def __init__(self, endpoint: Endpoint) -> None:
         self._conn: psycopg.Connection[Any] = connect(endpoint, "source", autocommit=True)
+        self._conn.execute("SET intervalstyle = 'iso_8601'")  # text intervals as Debezium sends them
+        self._conn.execute("SET TIME ZONE 'UTC'")
         self._exported: str | None = None
 
     def close(self) -> None:
@@ -188,7 +198,7 @@ class PostgresSnapshotSource:
             if shape.chunk_kinds is not None else sql.SQL("true")
         types = dict(shape.columns)
         if transfer.format == "pg-csv":
-            exprs = [mysql_csv_expression(c, types[c]) for c in columns]
+            exprs = [mysql_csv_expression(c, types[c], transfer.target_types.get(c, "")) for c in columns]
             options = sql.SQL(" (FORMAT csv, NULL 'NULL')")
         else:
             exprs = [sql.Identifier(c) for c in columns]

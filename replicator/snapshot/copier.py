@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from replicator import faults
-from replicator.config import MigrationConfig
+from replicator.config import ForeignKeyTiming, MigrationConfig
 from replicator.dialects import (
     catalog_for,
     snapshot_source_for,
@@ -49,6 +49,7 @@ from replicator.dialects.base import (
 from replicator.errors import ConfigError, ReplicatorError, SnapshotError
 from replicator.kafka.watermark import prove_streaming
 from replicator.model import TableId, topic_for
+from replicator.schema import Phase, SchemaPlan, apply_schema, refuse_blocking, translate
 from replicator.sensor import Sensor
 from replicator.snapshot.plan import Chunk, TablePlan, filter_json
 
@@ -126,6 +127,8 @@ class SnapshotCopier:
     def run(self, names: list[str] | None = None, *, restart: bool = False) -> list[TableResult]:
         config = self._config
         tables = self._resolve(names)
+        plan = self.schema_plan(tables)
+        apply_schema(config.target, plan, Phase.CREATE)  # tables that are missing; existing ones compared
         writer = target_writer_for(config.target, config.state_schema)
         target = snapshot_target_for(config.target, config.state_schema)
         planner = snapshot_source_for(config.source)
@@ -143,15 +146,37 @@ class SnapshotCopier:
                 writer.write_gate(table.qualified, "hold", None, [self._partition(table)])
                 jobs.append(self._job(table, planner, target, None if entry is None else entry.plan,
                                       None if entry is None else entry.chunks))
-            if not jobs:
-                return results
-            self._say(f"holding the change events of {len(jobs)} table(s) while they are copied")
-            results.extend(self._copy(jobs, planner, target, writer))
+            if jobs:
+                self._say(f"holding the change events of {len(jobs)} table(s) while they are copied")
+                results.extend(self._copy(jobs, planner, target, writer))
+            self._after_load(plan)
             return results
         finally:
             planner.close()
             target.close()
             writer.close()
+
+    def schema_plan(self, tables: list[TableId]) -> SchemaPlan:
+        """The target DDL for these tables (replicator.schema); its problems are said, blocking ones raise."""
+        plan = translate(self._config, tables)
+        for problem in plan.problems:
+            self._say(problem.line())
+        refuse_blocking(plan)
+        return plan
+
+    def _after_load(self, plan: SchemaPlan) -> None:
+        """Secondary indexes once the rows are in, and foreign keys unless they wait for the cutover."""
+        phases = [Phase.POST_LOAD]
+        if self._config.snapshot.foreign_keys is ForeignKeyTiming.AFTER_LOAD:
+            phases.append(Phase.FOREIGN_KEYS)
+        created = 0
+        for phase in phases:
+            created += sum(1 for a in apply_schema(self._config.target, plan, phase) if a.created)
+        if created:
+            self._say(f"created {created} index(es) and foreign key(s) after the load")
+
+    def resolve(self, names: list[str] | None) -> list[TableId]:
+        return self._resolve(names)
 
     def _resolve(self, names: list[str] | None) -> list[TableId]:
         catalog = catalog_for(self._config.source)
@@ -182,7 +207,7 @@ class SnapshotCopier:
         target_types = target.column_types(target_table)
         if target_types is None:
             raise SnapshotError(f"the target table {target_table} (for {table}) does not exist",
-                                hint="create it first (replicator schema), or fix tables.rename / target_schema")
+                                hint="create it with replicator schema, or fix tables.rename / target_schema")
         missing = [c for c in shape.names if c not in target_types]
         if missing:
             raise SnapshotError(f"the target table {target_table} lacks column(s) {', '.join(missing)} of {table}",

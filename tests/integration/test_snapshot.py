@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.apply_support import ApplyProcess, target_rows, target_sql, wait_equal
+from tests.integration.apply_support import ApplyProcess, source_rows, target_rows, target_sql, wait_equal
 from tests.integration.conftest import Scenario, pg_connect, run_cli
 
 pytestmark = pytest.mark.integration
@@ -94,7 +94,6 @@ def prepare(s: Scenario, rows: int, **snapshot: Any) -> Path:
     ns = s.namespace
     s.source_sql(*tables(ns))
     seed(s, rows)
-    target_sql(s, f'CREATE SCHEMA "{ns}"', *tables(ns))
     config = s.write_config(snapshot={"workers": 2, "chunk_rows": 2500, **snapshot},
                             apply={"batch_max_events": 500})
     run_cli("-c", str(config), "connectors", "apply")
@@ -158,7 +157,7 @@ def test_kill9_during_the_copy_then_resume(pg_scenario: Scenario, tmp_path: Path
         assert killed.returncode == -9, (killed.returncode, killed.stderr)
         before = ledger(s)
         copied_before = sum(n for _, n in before.values())
-        assert copied_before >= 2, before
+        assert copied_before >= 1, before
         assert all(state != "released" for state, _ in before.values() if state), before
         resumed = run_cli("-c", str(config), "snapshot")
         assert "resumed" in resumed.stderr or "several snapshots" in resumed.stderr, resumed.stderr
@@ -188,15 +187,6 @@ MY_SOURCE = [
     "CREATE TABLE words (w VARCHAR(50) PRIMARY KEY, n INT)",
     "CREATE TABLE journal (n INT, tag VARCHAR(20))",
 ]
-
-
-def my_target_tables(ns: str) -> list[str]:
-    return [
-        f'CREATE TABLE "{ns}".items (id bigint PRIMARY KEY, name varchar(100), qty int NOT NULL, payload bytea,'
-        " flag boolean, ts timestamptz, dt timestamp, note text)",
-        f'CREATE TABLE "{ns}".words (w varchar(50) PRIMARY KEY, n int)',
-        f'CREATE TABLE "{ns}".journal (n int, tag varchar(20))',
-    ]
 
 
 class MyLoad(Load):
@@ -243,7 +233,6 @@ def test_mariadb_to_pg_snapshot_under_live_writes(my_scenario: Scenario, tmp_pat
         + " UNION ALL ".join(f"SELECT '{k}' AS k" for k in MY_KEYS) + ") k",
         "INSERT INTO journal SELECT seq % 9, 'same' FROM seq_1_to_2000",
     )
-    target_sql(s, f'CREATE SCHEMA "{ns}"', *my_target_tables(ns))
     config = s.write_config(snapshot={"workers": 2, "chunk_rows": 1500}, apply={"batch_max_events": 500})
     run_cli("-c", str(config), "connectors", "apply")
     proc = ApplyProcess(config, tmp_path / "apply.log").start()
@@ -305,15 +294,6 @@ def test_restart_copies_a_released_table_again_under_live_writes(pg_scenario: Sc
 
 # --- PostgreSQL → MariaDB ---------------------------------------------------------------------------
 
-MY_TARGET = [
-    "CREATE TABLE items (id BIGINT PRIMARY KEY, name TEXT, qty INT NOT NULL, payload VARBINARY(64))",
-    "CREATE TABLE words (w VARCHAR(50) COLLATE utf8mb4_nopad_bin PRIMARY KEY, n INT)",
-    "CREATE TABLE pairs (a INT, b VARCHAR(20), v DECIMAL(10,2), PRIMARY KEY (a, b))",
-    "CREATE TABLE journal (n INT, tag TEXT)",
-    "CREATE TABLE nothing (id INT PRIMARY KEY)",
-]
-
-
 @pytest.fixture
 def pg_to_my(stack: Any, tmp_path: Path) -> Any:
     scenario = Scenario(stack, "pg-source", "my-target", tmp_path)
@@ -330,7 +310,6 @@ def test_pg_to_mariadb_snapshot_under_live_writes(pg_to_my: Scenario, tmp_path: 
     s.source_sql(f"UPDATE {ns}.items SET name = E'tab\\there \\\\ back\\nline \\f feed' WHERE id % 97 = 0",
                  f"UPDATE {ns}.items SET name = 'NULL', payload = NULL WHERE id % 89 = 0",
                  f"UPDATE {ns}.items SET name = '\"quoted\", comma' WHERE id % 83 = 0")
-    target_sql(s, f"CREATE DATABASE `{ns}`", *[d.replace("CREATE TABLE ", f"CREATE TABLE `{ns}`.") for d in MY_TARGET])
     config = s.write_config(snapshot={"workers": 2, "chunk_rows": 2500}, apply={"batch_max_events": 500})
     run_cli("-c", str(config), "connectors", "apply")
     proc = ApplyProcess(config, tmp_path / "apply.log").start()
@@ -356,3 +335,74 @@ def test_pg_to_mariadb_snapshot_under_live_writes(pg_to_my: Scenario, tmp_path: 
     assert target_rows(s, "SELECT COUNT(*) FROM replicator.snapshot_tables"
                           f" WHERE source_table LIKE '{ns}.%' AND state = 'released'") == [(5,)]
     assert proc.stop() == 0
+
+
+# --- type matrices: every type of the reference through schema translation and the copy -------------
+
+
+def snapshot_only(s: Scenario, **config: Any) -> Path:
+    """Register the connector (the copy proves it streams first) and run the snapshot; no applier."""
+    path = s.write_config(**config)
+    run_cli("-c", str(path), "connectors", "apply", "--fix-replica-identity")
+    result = run_cli("-c", str(path), "snapshot")
+    assert "released to the change stream" in result.stderr, result.stderr
+    return path
+
+
+def test_type_matrix_pg_to_pg_through_translation_and_copy(pg_scenario: Scenario) -> None:
+    from tests.integration.test_apply_engines import PG_ALL_ROWS, PG_ALL_TYPES
+
+    s = pg_scenario
+    ns = s.namespace
+    s.source_sql(f"CREATE TYPE {ns}.mood AS ENUM ('sad', 'ok', 'happy')",
+                 f"CREATE TABLE {ns}.types ({PG_ALL_TYPES.format(ns=ns)})",
+                 "SET TIME ZONE 'UTC'", f"INSERT INTO {ns}.types VALUES {', '.join(PG_ALL_ROWS)}")
+    snapshot_only(s)
+    query = f"SELECT whole::text FROM {ns}.types AS whole ORDER BY id"
+    assert target_rows(s, query) == source_rows(s, query)
+
+
+def test_type_matrix_mariadb_to_pg_through_translation_and_copy(my_scenario: Scenario) -> None:
+    from tests.integration.test_apply_engines import MY_COMPARE, MY_ROWS, MY_TYPES, PG_COMPARE, normal
+
+    s = my_scenario
+    ns = s.namespace
+    s.source_sql("SET time_zone = '+00:00'", f"CREATE TABLE types ({MY_TYPES})",
+                 f"INSERT INTO types VALUES {', '.join(MY_ROWS)}")
+    snapshot_only(s)
+    source = [tuple(normal(v) for v in r) for r in source_rows(s, MY_COMPARE.format(table="types"))]
+    target = [tuple(normal(v) for v in r) for r in target_rows(s, PG_COMPARE.format(table=f'"{ns}".types'))]
+    assert len(source) == 3
+    for a, b in zip(source, target, strict=True):
+        assert a == b, f"\nsource {a}\ntarget {b}"
+
+
+def test_type_matrix_pg_to_mariadb_through_translation_and_copy(pg_to_my: Scenario) -> None:
+    from tests.integration.test_apply_engines import MY_SIDE, PG_ROWS, PG_SIDE, PG_TYPES, same_value
+
+    s = pg_to_my
+    ns = s.namespace
+    s.source_sql(f"CREATE TABLE {ns}.types ({PG_TYPES})", "SET TIME ZONE 'UTC'",
+                 f"INSERT INTO {ns}.types VALUES {', '.join(PG_ROWS)}")
+    # no safe MySQL type for these: mapped explicitly, as an operator would
+    overrides = {f"{ns}.types.{c}": t for c, t in (("iv", "varchar(64)"), ("ia", "json"), ("ta", "json"),
+                                                   ("vb", "varchar(16)"))}
+    snapshot_only(s, snapshot={"column_types": overrides})
+    source = [list(r) for r in source_rows(s, PG_SIDE.format(table=f"{ns}.types"))]
+    target = [list(r) for r in target_rows(s, MY_SIDE.format(table=f"`{ns}`.types"))]
+    assert len(source) == len(target) == 3
+    for srow, trow in zip(source, target, strict=True):
+        for index, (a, b) in enumerate(zip(srow, trow, strict=True)):
+            assert same_value(a, b), f"row {srow[0]} column {index}: source {a!r} target {b!r}"
+
+
+def test_dry_run_prints_the_ddl_and_creates_nothing(pg_scenario: Scenario) -> None:
+    s = pg_scenario
+    ns = s.namespace
+    s.source_sql(*tables(ns), f"CREATE INDEX items_qty ON {ns}.items (qty)")
+    config = s.write_config()
+    result = run_cli("-c", str(config), "snapshot", "--dry-run")
+    assert f'CREATE TABLE "{ns}"."items"' in result.stdout, result.stdout
+    assert "-- phase post-load (after the copy)" in result.stdout and "items_qty" in result.stdout, result.stdout
+    assert "-- would copy 5 table(s)" in result.stdout, result.stdout
+    assert target_rows(s, f"SELECT count(*) FROM pg_namespace WHERE nspname = '{ns}'") == [(0,)]

@@ -31,10 +31,11 @@ def failure_line(result: subprocess.CompletedProcess[str]) -> str:
 def test_help_lists_the_commands() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for command in ("stack", "connectors", "config"):
+    for command in ("stack", "connectors", "config", "schema"):
         assert command in result.stdout
     assert all(word in run("connectors", "--help").stdout for word in ("apply", "status", "delete"))
     assert all(word in run("stack", "--help").stdout for word in ("up", "down", "status"))
+    assert all(word in run("schema", "--help").stdout for word in ("--dry-run", "--phase", "post-load"))
 
 
 def test_unknown_key(tmp_path: Path) -> None:

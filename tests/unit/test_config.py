@@ -147,3 +147,13 @@ def test_target_names_follow_renames_then_target_schema() -> None:
     assert moved.target_for("shop", "orders") == ("sales", "orders_v2")
     assert moved.target_for("shop", "users") == ("app", "people")
     assert moved.target_for("shop", "items") == ("app", "items")
+
+
+def test_snapshot_foreign_keys_and_column_types() -> None:
+    config = parse(VALID)
+    assert config.snapshot.foreign_keys.value == "after-load" and config.snapshot.column_types == {}
+    config = parse(VALID + 'snapshot: {foreign_keys: cutover, column_types: {"public.t.tags": json}}')
+    assert config.snapshot.foreign_keys.value == "cutover"
+    assert config.snapshot.column_types == {"public.t.tags": "json"}
+    line = error_of(VALID + "snapshot: {foreign_keys: later}")
+    assert "snapshot.foreign_keys" in line and "after-load" in line
