@@ -237,13 +237,15 @@ def schema(obj: _Context, dry_run: bool, phase: str) -> None:
 @cli.command("serve")
 @click.option("--apply-connectors", is_flag=True, help="Register the connector first (idempotent; retried).")
 @click.option("--no-apply", is_flag=True, help="Only watch the connector; do not apply change events.")
+@click.option("--snapshot", "with_snapshot", is_flag=True,
+              help="Also copy the tables not copied yet (as `replicator snapshot`), beside the applier.")
 @click.pass_obj
-def serve(obj: _Context, apply_connectors: bool, no_apply: bool) -> None:
+def serve(obj: _Context, apply_connectors: bool, no_apply: bool, with_snapshot: bool) -> None:
     """Run the long-lived service: connector, change applier, /metrics and /healthz, until SIGTERM."""
     from replicator.service import serve_forever
 
     serve_forever(obj.config(), apply_connectors=apply_connectors, apply_changes=not no_apply,
-                  say=lambda line: err.print(line, markup=False))
+                  say=lambda line: err.print(line, markup=False, soft_wrap=True), snapshot=with_snapshot)
 
 
 @cli.command("snapshot")

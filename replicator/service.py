@@ -75,7 +75,7 @@ class Service:
 
 
 def serve_forever(config: MigrationConfig, *, apply_connectors: bool, apply_changes: bool,
-                  say: Callable[[str], None]) -> None:
+                  say: Callable[[str], None], snapshot: bool = False) -> None:
     """`replicator serve`: registers and watches the connector (in a thread), applies the change
     events (in the main thread), serves /metrics and /healthz; SIGTERM finishes the batch in flight."""
     from replicator.metrics import MetricsServer, PrometheusSensor
@@ -90,6 +90,9 @@ def serve_forever(config: MigrationConfig, *, apply_connectors: bool, apply_chan
     try:
         if apply_connectors:
             service.apply_connector_until_done()
+        if snapshot:
+            threading.Thread(target=_snapshot_once, args=(config, sensor, supervisor, say), name="snapshot",
+                             daemon=True).start()
         if apply_changes:
             watcher = threading.Thread(target=service.run, kwargs={"apply_connectors": False},
                                        name="connector-watch", daemon=True)
@@ -100,6 +103,20 @@ def serve_forever(config: MigrationConfig, *, apply_connectors: bool, apply_chan
     finally:
         server.close()
         say(f"stopped after {time.monotonic() - started:.0f} s")
+
+
+def _snapshot_once(config: MigrationConfig, sensor: Sensor, supervisor: Supervisor,
+                   say: Callable[[str], None]) -> None:
+    """`serve --snapshot`: copy every table not released yet, beside the applier. A failure is said
+    (and counted) and the service goes on applying; a later `replicator snapshot` resumes the copy."""
+    from replicator.snapshot.copier import SnapshotCopier
+
+    try:
+        SnapshotCopier(config, sensor, say, supervisor.stop).run()
+        say("snapshot: every selected table is copied and handed to the change stream")
+    except ReplicatorError as exc:
+        sensor.on_service_error("snapshot")
+        say(f"snapshot: {exc.line()}")
 
 
 def _apply_until_stopped(config: MigrationConfig, sensor: Sensor, supervisor: Supervisor,

@@ -54,3 +54,36 @@ def test_demo_shows_events_from_both_sources(stack: StackInfo) -> None:
                    for line in result.stdout.splitlines()), result.stdout
     for name in ("pg-to-pg", "mariadb-to-pg"):
         run_cli("-c", str(stack.run_dir / "configs" / f"{name}.yaml"), "connectors", "delete", "--drop-slot")
+
+
+def test_serve_with_snapshot_copies_applies_and_shows_snapshot_metrics(pg_scenario: Scenario) -> None:
+    s = pg_scenario
+    ns = s.namespace
+    s.source_sql(f"CREATE TABLE {ns}.t (id int PRIMARY KEY, v text)",
+                 f"INSERT INTO {ns}.t SELECT g, 'v' || g FROM generate_series(1, 5000) g")
+    port = free_port()
+    config = s.write_config(metrics={"address": f"127.0.0.1:{port}"}, snapshot={"chunk_rows": 1000})
+    proc = subprocess.Popen([*CLI, "-c", str(config), "serve", "--apply-connectors", "--snapshot"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    released = f'replicator_snapshot_table_released{{table="{ns}.t"}} 1.0'
+    try:
+        deadline = time.monotonic() + 90
+        body = ""
+        while time.monotonic() < deadline and released not in body:
+            try:
+                body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                body = ""
+            time.sleep(0.5)
+        assert released in body, body
+        assert f'replicator_snapshot_rows_total{{table="{ns}.t"}} 5000.0' in body
+        assert f'replicator_snapshot_chunks_total{{table="{ns}.t"}} 5.0' in body
+        s.source_sql(f"UPDATE {ns}.t SET v = 'changed' WHERE id = 7")
+        from tests.integration.apply_support import wait_equal
+
+        wait_equal(s, f"SELECT * FROM {ns}.t ORDER BY id", timeout_s=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert "every selected table is copied" in stderr, stderr
