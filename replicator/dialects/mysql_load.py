@@ -25,7 +25,7 @@ import pymysql
 from replicator.config import Endpoint
 from replicator.dialects.base import Block, ChunkLoad, LedgerTable
 from replicator.dialects.mysql import connect, quote_identifier
-from replicator.dialects.mysql_snapshot import range_condition
+from replicator.dialects.mysql_snapshot import SPATIAL_TYPES, range_condition
 from replicator.errors import SnapshotError
 from replicator.model import TableId
 
@@ -42,7 +42,8 @@ def _table(table: TableId) -> str:
 
 
 def needs_hex(target_type: str) -> bool:
-    return target_type.lower().split("(")[0] in _BINARY_TARGETS
+    base = target_type.lower().split("(")[0]
+    return base in _BINARY_TARGETS or base in SPATIAL_TYPES
 
 
 def needs_number(target_type: str) -> bool:

@@ -34,6 +34,8 @@ _INTEGER_TYPES = {"tinyint", "smallint", "mediumint", "int", "bigint"}
 _TEXT_KEY_TYPES = {"varchar", "char"}
 _STRING_TYPES = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json"}
 _BYTES_TYPES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
+SPATIAL_TYPES = frozenset({"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
+                           "multipolygon", "geometrycollection"})
 _GROUP_BYTES = 1 << 20  # about this many bytes of lines per fetched result row
 
 def _ident(name: str) -> str:
@@ -98,8 +100,7 @@ def pg_text_expression(column: str, column_type: str, data_type: str, target_typ
         expr = f"IF({zero}, NULL, {text})"
     elif data_type == "point" and target.startswith("point"):
         expr = f"CONCAT('(', ST_X({c}), ',', ST_Y({c}), ')')"
-    elif data_type in ("geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
-                       "multipolygon", "geometrycollection"):
+    elif data_type in SPATIAL_TYPES:
         raise SnapshotError(f"column {column} ({column_type}): copying spatial values is not supported yet",
                             hint="exclude the table (tables.exclude), or drop the column on a copy of it")
     else:
@@ -116,8 +117,8 @@ def mysql_tsv_expression(column: str, column_type: str, data_type: str, target_t
         nul = "CHAR(0 USING utf8mb4)"
         expr = f"REPLACE(REPLACE(REPLACE(REPLACE(REPLACE({c}, %s, %s), %s, %s), %s, %s), %s, %s), {nul}, %s)"
         params += ["\\", "\\\\", "\t", "\\t", "\n", "\\n", "\r", "\\r", "\\0"]
-    elif data_type in _BYTES_TYPES:
-        expr = f"HEX({c})"
+    elif data_type in _BYTES_TYPES or data_type in SPATIAL_TYPES:
+        expr = f"HEX({c})"  # spatial values in the internal format (SRID + WKB), which the target takes back
     elif data_type == "bit":
         expr = f"CAST({c} + 0 AS CHAR)"
     else:

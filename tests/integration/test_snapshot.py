@@ -406,3 +406,26 @@ def test_dry_run_prints_the_ddl_and_creates_nothing(pg_scenario: Scenario) -> No
     assert "-- phase post-load (after the copy)" in result.stdout and "items_qty" in result.stdout, result.stdout
     assert "-- would copy 5 table(s)" in result.stdout, result.stdout
     assert target_rows(s, f"SELECT count(*) FROM pg_namespace WHERE nspname = '{ns}'") == [(0,)]
+
+
+@pytest.fixture
+def my_to_my(stack: Any, tmp_path: Path) -> Any:
+    scenario = Scenario(stack, "my-source", "my-target", tmp_path)
+    scenario.create_namespace()
+    yield scenario
+    scenario.cleanup()
+
+
+def test_type_matrix_mariadb_to_mariadb_through_translation_and_copy(my_to_my: Scenario) -> None:
+    from tests.integration.test_apply_engines import MY_COMPARE, MY_ROWS, MY_TYPES
+
+    s = my_to_my
+    ns = s.namespace
+    rows = [*MY_ROWS, "(4, 1, 2, 3, 4, 5, 6, 7, 8, 9, 1.5, 2.5, 3.5, 4.5, b'1', b'11', 'a\\tb', 'tab\\there',"
+            " 'line\\nbreak \\\\ back\\rslash', x'5C0A09', x'00000000', 'ok', 'b', '{\"k\": \"\\\\t\"}', '2000-01-01',"
+            " '00:00:01', '2000-01-01 00:00:00', '2000-01-01 00:00:00', '2000-01-01 00:00:00', 2000, POINT(3, 4))"]
+    s.source_sql("SET time_zone = '+00:00'", f"CREATE TABLE types ({MY_TYPES})",
+                 f"INSERT INTO types VALUES {', '.join(rows)}")
+    snapshot_only(s)
+    query = MY_COMPARE.replace("ST_X(pt), ST_Y(pt)", "ST_AsText(pt)")
+    assert target_rows(s, query.format(table=f"`{ns}`.types")) == source_rows(s, query.format(table="types"))
