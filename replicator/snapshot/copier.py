@@ -385,6 +385,7 @@ class SnapshotCopier:
                                 hint=f"run replicator snapshot --restart {job.name}")
         sequences = orjson.dumps(planner.sequences(job.source)).decode()
         target.finish_table(job.name, "copied", source_rows, target_rows, sequences)
+        faults.reach("snapshot.before-release")
         positions = {index: position for index, (_, position) in job.done.items()}
         writer.write_gate(job.name, "filter", filter_json(job.plan, positions), [self._partition(job.source)])
         target.finish_table(job.name, "released", None, None, None)

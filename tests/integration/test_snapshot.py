@@ -145,7 +145,8 @@ def test_pg_to_pg_snapshot_under_live_writes_hands_off_exactly(pg_scenario: Scen
     assert proc.stop() == 0
 
 
-@pytest.mark.parametrize("fault", ["snapshot.chunk-loaded:kill:3", "snapshot.after-chunk-commit:kill:4"])
+@pytest.mark.parametrize("fault", ["snapshot.chunk-loaded:kill:3", "snapshot.after-chunk-commit:kill:4",
+                                   "snapshot.before-release:kill:2"])
 def test_kill9_during_the_copy_then_resume(pg_scenario: Scenario, tmp_path: Path, fault: str) -> None:
     s = pg_scenario
     config = prepare(s, 30_000)
@@ -158,9 +159,9 @@ def test_kill9_during_the_copy_then_resume(pg_scenario: Scenario, tmp_path: Path
         before = ledger(s)
         copied_before = sum(n for _, n in before.values())
         assert copied_before >= 1, before
-        assert all(state != "released" for state, _ in before.values() if state), before
+        assert sum(1 for state, _ in before.values() if state == "released") <= 1, before
         resumed = run_cli("-c", str(config), "snapshot")
-        assert "resumed" in resumed.stderr or "several snapshots" in resumed.stderr, resumed.stderr
+        assert "released to the change stream" in resumed.stderr, resumed.stderr
         time.sleep(2)
     finally:
         load.stop.set()

@@ -50,3 +50,29 @@ def test_the_filter_carries_each_chunk_range_and_its_own_position() -> None:
                                              {"low": [10], "high": None, "mysql": {"file": 1, "pos": 9}}]}
     parsed = SnapshotFilter.parse(text, "s.t")
     assert parsed._lows == [(10,)]
+
+
+def test_the_throttle_holds_the_rate_across_workers() -> None:
+    import threading
+    import time
+
+    from replicator.snapshot.copier import _Throttle
+
+    throttle = _Throttle(20.0)  # MB/s
+    started = time.monotonic()
+
+    def take() -> None:
+        for _ in range(10):
+            throttle.take(256 * 1024)  # 2 workers × 10 × 0.25 MB = 5 MB: at least ~0.2 s at 20 MB/s
+
+    workers = [threading.Thread(target=take) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert time.monotonic() - started >= 0.18
+    unlimited = _Throttle(None)
+    started = time.monotonic()
+    for _ in range(1000):
+        unlimited.take(1 << 20)
+    assert time.monotonic() - started < 0.1
