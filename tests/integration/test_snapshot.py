@@ -430,3 +430,35 @@ def test_type_matrix_mariadb_to_mariadb_through_translation_and_copy(my_to_my: S
     snapshot_only(s)
     query = MY_COMPARE.replace("ST_X(pt), ST_Y(pt)", "ST_AsText(pt)")
     assert target_rows(s, query.format(table=f"`{ns}`.types")) == source_rows(s, query.format(table="types"))
+
+
+@pytest.mark.parametrize("pair", ["pg_to_my", "my_to_pg"])
+def test_hostile_identifiers_through_translation_and_chunked_copy(pair: str, stack: Any, tmp_path: Path) -> None:
+    source, target = ("pg-source", "my-target") if pair == "pg_to_my" else ("my-source", "pg-target")
+    s = Scenario(stack, source, target, tmp_path)
+    s.create_namespace()
+    try:
+        ns = s.namespace
+        if source == "pg-source":
+            table = f'{ns}."we""ird;tab%"'
+            s.source_sql(f'CREATE TABLE {table} ("k""ey;" int, "b`q %s" varchar(20), "v;--" text,'
+                         ' PRIMARY KEY ("k""ey;", "b`q %s"))',
+                         f"INSERT INTO {table} SELECT g % 40, 'x' || (g / 40), 'v' || g FROM generate_series(1, 400) g")
+            check = (f'SELECT "k""ey;", "b`q %s", "v;--" FROM {table} ORDER BY 1, 2',
+                     f"SELECT `k\"ey;`, `b``q %s`, `v;--` FROM `{ns}`.`we\"ird;tab%` ORDER BY 1, CAST(2 AS BINARY)")
+        else:
+            s.source_sql("CREATE TABLE `we\"ird;tab%` (`k\"ey;` INT, `b``q %s` VARCHAR(20), `v;--` TEXT,"
+                         " PRIMARY KEY (`k\"ey;`, `b``q %s`))",
+                         "INSERT INTO `we\"ird;tab%` SELECT seq % 40, CONCAT('x', seq DIV 40), CONCAT('v', seq)"
+                         " FROM seq_1_to_400")
+            check = ("SELECT `k\"ey;`, `b``q %s`, `v;--` FROM `we\"ird;tab%` ORDER BY 1, 2",
+                     f'SELECT "k""ey;", "b`q %s", "v;--" FROM "{ns}"."we""ird;tab%" ORDER BY 1, 2')
+        snapshot_only(s, snapshot={"chunk_rows": 50})
+        src = source_rows(s, check[0])
+        dst = target_rows(s, check[1])
+        assert len(src) == 400 and sorted(src) == sorted(dst)
+        chunks = target_rows(s, "SELECT count(*) FROM replicator.snapshot_chunks WHERE source_table LIKE "
+                                f"'{ns}.%'")
+        assert chunks[0][0] >= 4, chunks
+    finally:
+        s.cleanup()
