@@ -76,11 +76,13 @@ class TableJob:
 
     @property
     def pending(self) -> list[Chunk]:
-        return [c for c in self.plan.chunks if c.index not in self.done]
+        with self.lock:
+            return [c for c in self.plan.chunks if c.index not in self.done]
 
     @property
     def rows(self) -> int:
-        return sum(r for r, _ in self.done.values())
+        with self.lock:  # workers add chunks while the reporter reads
+            return sum(r for r, _ in self.done.values())
 
 
 @dataclass(frozen=True)
@@ -435,3 +437,8 @@ class _Reporter:
         eta = f", ETA {max(expected - rows, 0) / rate:.0f} s" if rate > 0 and expected > rows else ""
         self._say(f"snapshot: {finished}/{len(self._jobs)} tables, {rows:,} of ~{expected:,} rows, "
                   f"{megabytes:,.0f} MB streamed, {rate:,.0f} rows/s{eta}")
+        for job in self._jobs:  # the tables being copied now
+            total = len(job.plan.chunks)
+            if job.pending and (job.done or job.bytes):
+                self._say(f"  {job.name}: {len(job.done)}/{total} chunks, {job.rows:,} of "
+                          f"~{max(job.shape.estimated_rows, job.rows):,} rows, {job.bytes / 1e6:,.0f} MB")
