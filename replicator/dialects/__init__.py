@@ -6,8 +6,16 @@ the engine name.
 
 from __future__ import annotations
 
-from replicator.config import Endpoint, Engine
-from replicator.dialects.base import SnapshotSource, SnapshotTarget, SourceCatalog, TargetWriter, Transfer
+from replicator.config import Endpoint, Engine, MigrationConfig
+from replicator.dialects.base import (
+    SnapshotSource,
+    SnapshotTarget,
+    SourceCatalog,
+    SourceInspector,
+    TargetInspector,
+    TargetWriter,
+    Transfer,
+)
 
 
 def catalog_for(endpoint: Endpoint) -> SourceCatalog:
@@ -18,6 +26,28 @@ def catalog_for(endpoint: Endpoint) -> SourceCatalog:
     from replicator.dialects.mysql import MySQLCatalog
 
     return MySQLCatalog(endpoint)
+
+
+def source_inspector_for(config: MigrationConfig) -> SourceInspector:
+    """Preflight's read-only look at the source (one connection; connection failures are one line)."""
+    if config.source.engine is Engine.POSTGRES:
+        from replicator.dialects.postgres_preflight import PostgresSourceInspector
+
+        return PostgresSourceInspector(config)
+    from replicator.dialects.mysql_preflight import MySQLSourceInspector
+
+    return MySQLSourceInspector(config)
+
+
+def target_inspector_for(config: MigrationConfig) -> TargetInspector:
+    """Preflight's read-only look at the target (one connection; connection failures are one line)."""
+    if config.target.engine is Engine.POSTGRES:
+        from replicator.dialects.postgres_preflight import PostgresTargetInspector
+
+        return PostgresTargetInspector(config)
+    from replicator.dialects.mysql_preflight import MySQLTargetInspector
+
+    return MySQLTargetInspector(config)
 
 
 def target_writer_for(endpoint: Endpoint, state_schema: str) -> TargetWriter:
@@ -62,5 +92,6 @@ def transfer_for(source: Endpoint, target: Endpoint, source_types: dict[str, str
     return Transfer("pg-binary" if binary else "pg-text", target_types)
 
 
-__all__ = ["SnapshotSource", "SnapshotTarget", "SourceCatalog", "TargetWriter", "Transfer", "catalog_for",
-           "snapshot_source_for", "snapshot_target_for", "target_writer_for", "transfer_for"]
+__all__ = ["SnapshotSource", "SnapshotTarget", "SourceCatalog", "SourceInspector", "TargetInspector", "TargetWriter",
+           "Transfer", "catalog_for", "snapshot_source_for", "snapshot_target_for", "source_inspector_for",
+           "target_inspector_for", "target_writer_for", "transfer_for"]
