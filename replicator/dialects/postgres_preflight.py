@@ -29,26 +29,35 @@ _TABLES = """
 SELECT n.nspname, c.relname, c.relreplident::text,
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident),
-       has_table_privilege(c.oid, 'SELECT'), pg_has_role(c.relowner, 'USAGE')
+       has_table_privilege(c.oid, 'SELECT') AND has_schema_privilege(n.oid, 'USAGE'),
+       pg_has_role(c.relowner, 'USAGE'), c.oid
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
 ORDER BY 1, 2
 """
 
+# By oid, never by a name cast to regclass: that needs USAGE on the schema, which preflight checks.
 _COLUMNS = """
 SELECT a.attname FROM pg_attribute a
-WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
 ORDER BY a.attnum
 """
 
 
-def _qualified(conn: psycopg.Connection[Any], table: TableId) -> str:
-    return sql.Identifier(table.schema, table.name).as_string(conn)
+def _oid(conn: psycopg.Connection[Any], table: TableId) -> int | None:
+    row = conn.execute("SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                       " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')",
+                       (table.schema, table.name)).fetchone()
+    return None if row is None else int(row[0])
 
 
-def _exists(conn: psycopg.Connection[Any], table: TableId) -> bool:
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_qualified(conn, table),)).fetchone()
+def _may(conn: psycopg.Connection[Any], oid: int, *privileges: str) -> bool:
+    """Every one of `privileges` on the table, and USAGE on its schema."""
+    row = conn.execute(
+        "SELECT bool_and(has_table_privilege(c.oid, p)) AND has_schema_privilege(c.relnamespace, 'USAGE')"
+        " FROM pg_class c, unnest(%s::text[]) AS p WHERE c.oid = %s GROUP BY c.relnamespace",
+        (list(privileges), oid)).fetchone()
     return bool(row and row[0])
 
 
@@ -151,12 +160,8 @@ class PostgresSourceInspector:
         return found or [Finding(Level.OK, "source", f"publication {name}", "the connector creates it")]
 
     def _watermark(self, table: TableId) -> Finding:
-        if _exists(self._conn, table):
-            row = self._conn.execute("SELECT has_table_privilege(%s, 'INSERT') AND has_table_privilege(%s, 'UPDATE')",
-                                     (_qualified(self._conn, table),) * 2).fetchone()
-            allowed = bool(row and row[0])
-        else:
-            allowed = _can_create_in(self._conn, table.schema)
+        oid = _oid(self._conn, table)
+        allowed = _can_create_in(self._conn, table.schema) if oid is None else _may(self._conn, oid, "INSERT", "UPDATE")
         if allowed:
             return Finding(Level.OK, "source", f"watermark table {table}", "can be created and written")
         return Finding(Level.ERROR, "source", f"watermark table {table}",
@@ -165,11 +170,11 @@ class PostgresSourceInspector:
                        f"GRANT CREATE ON DATABASE to {self._user}, or create schema {table.schema} owned by it")
 
     def columns(self, config: MigrationConfig) -> dict[TableId, tuple[str, ...]]:
-        tables = [TableId(str(r[0]), str(r[1])) for r in self._conn.execute(_TABLES).fetchall()]
         found: dict[TableId, tuple[str, ...]] = {}
-        for table in filter(config.selects, tables):
-            rows = self._conn.execute(_COLUMNS, (_qualified(self._conn, table),)).fetchall()
-            found[table] = tuple(str(r[0]) for r in rows)
+        for row in self._conn.execute(_TABLES).fetchall():
+            table = TableId(str(row[0]), str(row[1]))
+            if config.selects(table):
+                found[table] = tuple(str(c[0]) for c in self._conn.execute(_COLUMNS, (row[7],)).fetchall())
         return found
 
 
@@ -195,7 +200,7 @@ def _table_findings(config: MigrationConfig, rows: list[Any]) -> list[Finding]:
                         f"no table of {config.source.describe()} matches tables.include",
                         "check tables.include / tables.exclude (patterns over schema.table)")]
     found: list[Finding] = []
-    for schema, name, ident, has_pk, has_index, can_select, _ in rows:
+    for schema, name, ident, has_pk, has_index, can_select, *_ in rows:
         table = SourceTable(TableId(str(schema), str(name)), bool(has_pk), str(ident), bool(has_index))
         if not can_select:
             found.append(Finding(Level.ERROR, "source", f"table {table.table}",
@@ -271,14 +276,11 @@ class PostgresTargetInspector:
     def present(self, tables: list[TableId]) -> dict[TableId, PresentTable]:
         found: dict[TableId, PresentTable] = {}
         for table in tables:
-            if not _exists(self._conn, table):
+            oid = _oid(self._conn, table)
+            if oid is None:
                 continue
-            name = _qualified(self._conn, table)
-            columns = tuple(str(c[0]) for c in self._conn.execute(_COLUMNS, (name,)).fetchall())
-            allowed = self._conn.execute(
-                "SELECT bool_and(has_table_privilege(%s, p)) FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE',"
-                " 'DELETE']) AS p", (name,)).fetchone()
-            if not (allowed and allowed[0]):
+            columns = tuple(str(c[0]) for c in self._conn.execute(_COLUMNS, (oid,)).fetchall())
+            if not _may(self._conn, oid, "SELECT", "INSERT", "UPDATE", "DELETE"):
                 found[table] = PresentTable(columns, has_rows=False, writable=False)
                 continue
             rows = self._conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(
