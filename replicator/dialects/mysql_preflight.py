@@ -106,28 +106,46 @@ class MySQLSourceInspector:
             Finding(Level.OK, "source", "server", _server_name(s.version())),
             *_binlog_findings(variables),
             _server_id(variables.get("server_id", "0"), config.connector.server_id),
-            *self._privileges(),
+            *self._privileges(config.source.database),
             *self._tables(config),
             self._watermark(config.watermark_table),
         ]
 
-    def _privileges(self) -> list[Finding]:
+    def _privileges(self, database: str) -> list[Finding]:
         s = self._session
         # MariaDB 10.5+ calls REPLICATION CLIENT "BINLOG MONITOR" (the same privilege).
         needed = {"REPLICATION SLAVE": {"REPLICATION SLAVE"},
                   "REPLICATION CLIENT": {"REPLICATION CLIENT", "BINLOG MONITOR"}}
-        # MariaDB reports the binlog position of a consistent snapshot (binlog_snapshot_*); MySQL does
-        # not, so the copier takes a brief FLUSH TABLES WITH READ LOCK there, which needs RELOAD.
-        if not s.rows("SHOW SESSION STATUS LIKE 'binlog_snapshot_file'"):
-            needed["RELOAD"] = {"RELOAD"}
         missing = [name for name, aliases in needed.items() if not aliases & s.global_privileges]
         if missing:
-            return [Finding(Level.ERROR, "source", "privileges",
-                            f"user {self._user!r} lacks {', '.join(missing)}: the connector reads the binlog "
-                            "as a replica" + (" and the copier locks briefly for its position"
-                                              if "RELOAD" in missing else ""),
-                            f"GRANT {', '.join(missing)} ON *.* TO {self._user}")]
-        return [Finding(Level.OK, "source", "privileges", f"user {self._user!r} has {', '.join(needed)}")]
+            replication = Finding(Level.ERROR, "source", "replication privileges",
+                                  f"user {self._user!r} lacks {', '.join(missing)}: the connector reads the binlog "
+                                  "as a replica", f"GRANT {', '.join(missing)} ON *.* TO {self._user}")
+        else:
+            replication = Finding(Level.OK, "source", "replication privileges",
+                                  f"user {self._user!r} has {', '.join(needed)}")
+        return [replication, self._lock_privilege(database)]
+
+    def _lock_privilege(self, database: str) -> Finding:
+        """The connector locks while it reads the tables' schema at its start (a global read lock with
+        RELOAD, else LOCK TABLES on the tables; seen: a task failing for want of either). MariaDB
+        reports the binlog position of a consistent snapshot (binlog_snapshot_*); MySQL does not, so
+        our copier takes a brief global read lock there too, which needs RELOAD."""
+        s = self._session
+        reload = "RELOAD" in s.global_privileges
+        if not s.rows("SHOW SESSION STATUS LIKE 'binlog_snapshot_file'"):
+            if reload:
+                return Finding(Level.OK, "source", "lock privileges", f"user {self._user!r} has RELOAD")
+            return Finding(Level.ERROR, "source", "lock privileges",
+                           f"user {self._user!r} lacks RELOAD: the connector and the snapshot copy take a brief "
+                           "global read lock", f"GRANT RELOAD ON *.* TO {self._user}")
+        if reload or s.has("LOCK TABLES", database):
+            held = "RELOAD" if reload else "LOCK TABLES"
+            return Finding(Level.OK, "source", "lock privileges", f"user {self._user!r} has {held}")
+        return Finding(Level.ERROR, "source", "lock privileges",
+                       f"user {self._user!r} lacks RELOAD and LOCK TABLES: the connector locks the tables briefly "
+                       "while it reads their schema", f"GRANT LOCK TABLES ON {database}.* TO {self._user} "
+                       "(or RELOAD ON *.*)")
 
     def _tables(self, config: MigrationConfig) -> list[Finding]:
         database = config.source.database

@@ -4,6 +4,7 @@ problem created in a private scenario gives its one line, and exit 1; other find
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -53,7 +54,8 @@ def test_ready_mariadb_to_pg(my_scenario: Scenario) -> None:
     code, report = check(my_scenario)
     assert code == 0, problems(report)
     assert problems(report) == []
-    assert {"log_bin", "binlog_format", "binlog_row_image", "server_id", "privileges", "tables",
+    assert {"log_bin", "binlog_format", "binlog_row_image", "server_id", "replication privileges",
+            "lock privileges", "tables",
             f"watermark table {my_scenario.namespace}.replicator_watermark"} <= oks(report, "source")
     plugin = next(f for f in report["findings"] if f["subject"] == "plugin")
     assert plugin["message"].startswith("io.debezium.connector.mysql.MySqlConnector")
@@ -121,11 +123,12 @@ def test_mariadb_user_without_replication(my_scenario: Scenario) -> None:
         assert code == 1
         found = {subject: (message, fix) for f in report["findings"] if f["level"] == "error"
                  for subject, message, fix in [(f["subject"], f["message"], f["fix"])]}
-        assert found["privileges"] == (f"user {user!r} lacks REPLICATION SLAVE, REPLICATION CLIENT: the connector "
-                                       "reads the binlog as a replica",
-                                       f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {user}")
+        assert found["replication privileges"] == (
+            f"user {user!r} lacks REPLICATION SLAVE, REPLICATION CLIENT: the connector reads the binlog as a replica",
+            f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {user}")
+        assert found["lock privileges"][1] == f"GRANT LOCK TABLES ON {ns}.* TO {user} (or RELOAD ON *.*)"
         assert f"watermark table {ns}.replicator_watermark" in found
-        assert set(found) == {"privileges", f"watermark table {ns}.replicator_watermark"}  # SELECT is granted
+        assert len(found) == 3  # SELECT is granted
     finally:
         my_scenario.source_sql(f"DROP USER '{user}'@'%'")
 
@@ -214,3 +217,34 @@ def test_mariadb_server_id_equal_to_the_connectors(my_scenario: Scenario) -> Non
     assert [(s, m) for _, _, s, m in problems(report)] == [
         ("server_id", f"the server's server_id and connector.server_id are both {server_id}: the connector joins "
                       "as a replica and needs an id of its own")]
+
+
+def test_least_privileged_mariadb_user_is_ready_and_its_connector_runs(my_scenario: Scenario) -> None:
+    # Ready means ready: the privileges check asks for are enough for Debezium (without LOCK TABLES its
+    # task fails after a first RUNNING: the second check sees that).
+    user, password = f"r_{my_scenario.id}", f"pw-{my_scenario.id}-minimal"
+    ns = my_scenario.namespace
+    my_scenario.source_sql("CREATE TABLE items (id int PRIMARY KEY) ENGINE=InnoDB",
+                           f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'",
+                           f"GRANT SELECT, CREATE, INSERT, UPDATE ON `{ns}`.* TO '{user}'@'%'",
+                           f"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'%'")
+    try:
+        config = my_scenario.write_config()
+        text = config.read_text().replace(f"user: {my_scenario.source.user}", f"user: {user}", 1)
+        config.write_text(text.replace(my_scenario.source.password, password, 1))
+        code, report = check(my_scenario)
+        assert code == 1
+        assert [s for _, _, s, _ in problems(report)] == ["lock privileges"]
+        my_scenario.source_sql(f"GRANT LOCK TABLES ON `{ns}`.* TO '{user}'@'%'")
+        code, report = check(my_scenario)
+        assert code == 0, problems(report)
+        run_cli("-c", str(config), "connectors", "apply")
+        code, report = check(my_scenario)
+        assert code == 0, problems(report)
+        assert f"connector {my_scenario.connector}" in oks(report, "connect")
+        time.sleep(3)  # the failure seen without LOCK TABLES came a moment after RUNNING
+        code, report = check(my_scenario)
+        assert code == 0, problems(report)
+    finally:
+        run_cli("-c", str(my_scenario.config_path), "connectors", "delete", check=False)
+        my_scenario.source_sql(f"DROP USER '{user}'@'%'")
