@@ -86,6 +86,19 @@ class KafkaConnect:
         self._raise_for(response, name)
         return dict(response.json())
 
+    def version(self) -> str:
+        """The Kafka Connect worker's version (GET /)."""
+        response = self._call("GET", "/")
+        self._raise_for(response, "(root)")
+        body = response.json()
+        return str(body.get("version", "?")) if isinstance(body, dict) else "?"
+
+    def plugins(self) -> dict[str, str]:
+        """Installed connector plugins: class name -> version (GET /connector-plugins)."""
+        response = self._call("GET", "/connector-plugins")
+        self._raise_for(response, "(plugins)")
+        return {str(p.get("class")): str(p.get("version", "?")) for p in response.json() if isinstance(p, dict)}
+
     def connectors(self) -> list[str]:
         response = self._call("GET", "/connectors")
         self._raise_for(response, "(list)")

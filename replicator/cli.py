@@ -139,6 +139,33 @@ def _print_stack(local: Any) -> bool:
     return healthy
 
 
+# --- preflight ------------------------------------------------------------------------------------
+
+_LEVEL_STYLE = {"ok": "green", "warning": "yellow", "error": "red"}
+
+
+@cli.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (for machines).")
+@click.pass_obj
+def check(obj: _Context, as_json: bool) -> None:
+    """Preflight: connect to the source, target, Kafka and Kafka Connect and report what is not ready,
+    one line per problem with its fix. Exit 0 only when there is no error (warnings allowed)."""
+    from rich.text import Text
+
+    from replicator.preflight import run_preflight
+
+    config = obj.config()
+    report = run_preflight(config)
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        out.print(f"preflight: {config.source.describe()} → {config.target.describe()}", markup=False)
+        for level, line in report.lines():
+            out.print(Text(line, style=_LEVEL_STYLE[level.value] if level.value != "ok" else ""))
+        out.print(report.summary(), markup=False)
+    sys.exit(report.exit_code)
+
+
 # --- connectors -----------------------------------------------------------------------------------
 
 

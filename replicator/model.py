@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 
 # Kafka topic names allow only these characters; Debezium replaces any other with '_'.
 _TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -54,3 +55,27 @@ def topic_for(prefix: str, table: TableId) -> str:
 
 def heartbeat_topic(prefix: str) -> str:
     return f"__debezium-heartbeat.{prefix}"
+
+
+class Level(StrEnum):
+    """How a preflight finding weighs: only an error makes the migration not ready."""
+
+    OK = "ok"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the preflight report (`replicator check`).
+
+    `check` names the producer (source, target, kafka, connect, types), `subject` what was looked at
+    (a setting, a privilege, a table), `message` what was found, `fix` how to fix it (None for ok).
+    Texts are one line each and never carry a secret.
+    """
+
+    level: Level
+    check: str
+    subject: str
+    message: str
+    fix: str | None = None

@@ -6,7 +6,7 @@ the engine name.
 
 from __future__ import annotations
 
-from replicator.config import Endpoint, Engine
+from replicator.config import Endpoint, Engine, MigrationConfig
 from replicator.dialects.base import (
     SchemaDDL,
     SchemaReader,
@@ -14,6 +14,8 @@ from replicator.dialects.base import (
     SnapshotSource,
     SnapshotTarget,
     SourceCatalog,
+    SourceInspector,
+    TargetInspector,
     TargetWriter,
     Transfer,
 )
@@ -27,6 +29,28 @@ def catalog_for(endpoint: Endpoint) -> SourceCatalog:
     from replicator.dialects.mysql import MySQLCatalog
 
     return MySQLCatalog(endpoint)
+
+
+def source_inspector_for(config: MigrationConfig) -> SourceInspector:
+    """Preflight's read-only look at the source (one connection; connection failures are one line)."""
+    if config.source.engine is Engine.POSTGRES:
+        from replicator.dialects.postgres_preflight import PostgresSourceInspector
+
+        return PostgresSourceInspector(config)
+    from replicator.dialects.mysql_preflight import MySQLSourceInspector
+
+    return MySQLSourceInspector(config)
+
+
+def target_inspector_for(config: MigrationConfig) -> TargetInspector:
+    """Preflight's read-only look at the target (one connection; connection failures are one line)."""
+    if config.target.engine is Engine.POSTGRES:
+        from replicator.dialects.postgres_preflight import PostgresTargetInspector
+
+        return PostgresTargetInspector(config)
+    from replicator.dialects.mysql_preflight import MySQLTargetInspector
+
+    return MySQLTargetInspector(config)
 
 
 def target_writer_for(endpoint: Endpoint, state_schema: str) -> TargetWriter:
@@ -106,6 +130,8 @@ def schema_target_for(endpoint: Endpoint) -> SchemaTarget:
     return MySQLSchemaTarget(endpoint)
 
 
+
 __all__ = ["SchemaDDL", "SchemaReader", "SchemaTarget", "SnapshotSource", "SnapshotTarget", "SourceCatalog",
-           "TargetWriter", "Transfer", "catalog_for", "schema_ddl_for", "schema_reader_for", "schema_target_for",
-           "snapshot_source_for", "snapshot_target_for", "target_writer_for", "transfer_for"]
+           "SourceInspector", "TargetInspector", "TargetWriter", "Transfer", "catalog_for", "schema_ddl_for",
+           "schema_reader_for", "schema_target_for", "snapshot_source_for", "snapshot_target_for",
+           "source_inspector_for", "target_inspector_for", "target_writer_for", "transfer_for"]

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal, Protocol
 
+from replicator.config import MigrationConfig
 from replicator.events import ColumnType, Row, SourcePosition
-from replicator.model import SourceTable, TableId
+from replicator.model import Finding, SourceTable, TableId
 from replicator.table_schema import SchemaProblem, Statement, TablePlan, TableSchema
 
 
@@ -377,6 +378,46 @@ class SchemaTarget(Protocol):
 
     def difference(self, plan: TablePlan) -> str | None:
         """None when the existing target table can take the plan's rows; else the first difference."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# -- preflight ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PresentTable:
+    """A target table that exists already, as preflight compares it with its source table."""
+
+    columns: tuple[str, ...]  # writable columns (not generated), in table order
+    has_rows: bool
+    writable: bool = True  # the target user may SELECT, INSERT, UPDATE and DELETE its rows
+
+
+class SourceInspector(Protocol):
+    """Preflight on the source: reads settings, privileges and the catalog; changes nothing."""
+
+    def findings(self, config: MigrationConfig) -> list[Finding]:
+        """Server settings CDC needs, the user's privileges, replication capacity, each selected table
+        (key, engine or replica identity, SELECT) and our watermark table."""
+        ...
+
+    def columns(self, config: MigrationConfig) -> dict[TableId, tuple[str, ...]]:
+        """Every selected table and its copied (non-generated) columns, in table order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class TargetInspector(Protocol):
+    """Preflight on the target: reads settings, privileges and the catalog; changes nothing."""
+
+    def findings(self, config: MigrationConfig, absent: list[TableId]) -> list[Finding]:
+        """Our state schema can be created and used, the apply session's settings are allowed, and the
+        `absent` tables (which replicator creates) can be created where they go."""
+        ...
+
+    def present(self, tables: list[TableId]) -> dict[TableId, PresentTable]:
+        """The tables that exist, with their columns and whether they hold rows."""
         ...
 
     def close(self) -> None: ...

@@ -37,6 +37,10 @@ class TopicAdmin:
     def partition_counts(self) -> dict[str, int]:
         """Every topic and its partition count. Lists all topics: asking for one by name could
         auto-create it with the broker's default partition count."""
+        return self.cluster()[1]
+
+    def cluster(self) -> tuple[int, dict[str, int]]:
+        """How many brokers the cluster metadata lists, and every topic with its partition count."""
         try:
             metadata = self._admin.list_topics(timeout=self._timeout_s)
         except KafkaException as exc:
@@ -44,7 +48,8 @@ class TopicAdmin:
                 f"cannot reach Kafka at {self._kafka.bootstrap_servers}: {_reason(exc)}",
                 hint="check kafka.bootstrap_servers (and kafka.options for TLS/SASL)",
             ) from None
-        return {name: len(topic.partitions) for name, topic in metadata.topics.items() if topic.error is None}
+        topics = {name: len(topic.partitions) for name, topic in metadata.topics.items() if topic.error is None}
+        return len(metadata.brokers), topics
 
     def ensure_single_partition(self, topics: Iterable[str], replication_factor: int) -> list[str]:
         """Create the missing topics with one partition; refuse existing ones with more. Returns the
