@@ -9,8 +9,11 @@ Per run (target tables emptied before each, not timed):
   (FORMAT binary)"`, one pipe per table; MariaDB source: `mariadb --batch --quick -e "SELECT …" |
   psql -c "COPY t FROM STDIN"`. Both tables' pipes run at once and one after the other; the faster
   of the two is the limit;
-* replicator — `replicator snapshot --restart` as its own process (workers from --workers): its
-  data copy time (its "copied … in X s" line) and its whole run; its peak RSS (VmHWM).
+* replicator — `replicator snapshot --restart` as its own process (workers from --workers), from an
+  empty target schema: its data copy time (its "copied … in X s" line) and its whole run (schema
+  translation, copy, indexes, hand-off); its peak RSS (VmHWM);
+* with --peers — the peer doing the same whole job: `pgcopydb clone` (PG source; 2 table and 2 index
+  jobs) or `pgloader` (MariaDB source; its defaults), installed from Debian's packages if missing.
 The result is checked: row count and an in-database hash of every row equal on both sides
 (`WRONG` and exit 1 otherwise). Medians of --runs; last line: ratio_to_limit=<limit rate ÷ ours>.
 """
@@ -157,6 +160,56 @@ def raw_pipes(source: Database, target: Database, *, parallel: bool) -> float:
     return seconds
 
 
+def ensure_tool(name: str) -> str:
+    """The peer's binary, installed from Debian's packages when missing (as root)."""
+    import shutil
+
+    found = shutil.which(name)
+    if found:
+        return found
+    subprocess.run(["apt-get", "install", "-y", "-q", name], check=True, capture_output=True)
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} is not installed and could not be installed")
+    return found
+
+
+def drop_target(target: Database) -> None:
+    with pg(target) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        for state in ("snapshot_chunks", "snapshot_tables", "table_gates"):
+            if conn.execute(f"SELECT to_regclass('replicator.{state}')").fetchone()[0]:
+                conn.execute(f"DELETE FROM replicator.{state} WHERE source_table LIKE '{SCHEMA}.%'")
+
+
+def uri(db: Database, database: str | None = None) -> str:
+    scheme = "postgresql" if db.engine == "postgres" else "mysql"
+    return f"{scheme}://{db.user}:{db.password or ''}@{db.host}:{db.port}/{database or db.database}"
+
+
+def run_peer(source: Database, target: Database) -> float:
+    """The peer doing the whole job (schema, data, indexes) end to end: pgcopydb clone (PG source, 2 table
+    and 2 index jobs) or pgloader (MariaDB source, its defaults). Seconds."""
+    drop_target(target)
+    work = Path(tempfile.mkdtemp(prefix="snapbench-peer-"))
+    if source.engine == "postgres":
+        tool = ensure_tool("pgcopydb")
+        filters = work / "filters.ini"
+        filters.write_text(f"[include-only-schema]\n{SCHEMA}\n")
+        command = [tool, "clone", "--source", uri(source), "--target", uri(target), "--table-jobs", "2",
+                   "--index-jobs", "2", "--filters", str(filters), "--dir", str(work / "run"), "--no-owner",
+                   "--no-acl", "--skip-extensions", "--not-consistent"]
+    else:
+        tool = ensure_tool("pgloader")
+        command = [tool, "--quiet", uri(source, SCHEMA), uri(target)]
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return seconds
+
+
 def config_file(info: StackInfo, source: Database, target: Database, workers: int, chunk_rows: int) -> Path:
     prefix = f"snapbench{source.engine[:2]}"
     config = {
@@ -182,8 +235,10 @@ def cli(*args: str) -> list[str]:
 
 
 def run_ours(config: Path, target: Database, source_engine: str) -> tuple[float, float, int]:
-    """(data copy seconds, whole run seconds, peak RSS kB) of `replicator snapshot --restart`."""
-    reset_target(target, source_engine)
+    """(data copy seconds, whole run seconds, peak RSS kB) of `replicator snapshot --restart`, from an
+    empty target: the whole run creates the tables (schema translation), copies, builds the indexes."""
+    del source_engine
+    drop_target(target)
     started = time.monotonic()
     proc = subprocess.Popen(cli("-c", str(config), "snapshot", "--restart"), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -253,6 +308,8 @@ def main() -> None:
     parser.add_argument("--chunk-rows", type=int, default=250_000)
     parser.add_argument("--reseed", action="store_true")
     parser.add_argument("--run-dir", default=None)
+    parser.add_argument("--peers", action="store_true",
+                        help="also time pgcopydb clone (PG source) or pgloader (MariaDB source), Debian packages")
     args = parser.parse_args()
     info = stack_info(args.run_dir)
     source = info.database("pg-source" if args.source == "pg" else "my-source")
@@ -264,12 +321,15 @@ def main() -> None:
     if done.returncode != 0:
         raise RuntimeError(f"connectors apply failed:\n{done.stdout}{done.stderr}")
     rows = sum(r for _, r in TABLES.values())
-    limits, copies, wholes, peaks = [], [], [], []
+    limits, copies, wholes, peaks, peers = [], [], [], [], []
     try:
         for run in range(1, args.runs + 1):
             parallel = raw_pipes(source, target, parallel=True)
             serial = raw_pipes(source, target, parallel=False)
             check(source, target)
+            if args.peers:
+                peers.append(run_peer(source, target))
+                check(source, target)
             copy_s, whole_s, peak = run_ours(config, target, source.engine)
             check(source, target)
             limits.append(min(parallel, serial))
@@ -285,6 +345,10 @@ def main() -> None:
     say(f"limit (raw pipe): median {limit:.2f} s = {rows / limit:,.0f} rows/s")
     say(f"replicator data copy: median {copy:.2f} s = {rows / copy:,.0f} rows/s; whole run {whole:.2f} s; "
         f"peak RSS {max(peaks) / 1024:.0f} MB")
+    if peers:
+        peer = statistics.median(peers)
+        name = "pgcopydb clone" if source.engine == "postgres" else "pgloader"
+        say(f"{name} (whole job): median {peer:.2f} s; replicator whole run is {peer / whole:.2f}x as fast")
     say(f"ratio_to_limit={limit / copy:.3f}")
 
 
