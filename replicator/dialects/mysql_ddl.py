@@ -39,7 +39,8 @@ _RULES = frozenset({"NO ACTION", "RESTRICT", "CASCADE", "SET NULL"})
 _NEEDS_PARENS = re.compile(r"^(tinytext|text|mediumtext|longtext|tinyblob|blob|mediumblob|longblob|json|geometry"
                            r"|point)")
 _WORD = re.compile(r"^\w+$")
-_TEXT_COLLATION = "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+TEXT_COLLATION = "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+TABLE_COLLATION = "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
 
 Resolve = Callable[[TableId], TableId | None]
 
@@ -122,7 +123,7 @@ class MySQLDDL:
             type_sql += f" CHARACTER SET {column.charset}"
             type_sql += f" COLLATE {column.collation}" if column.collation else ""
         elif text_type:
-            type_sql += f" {_TEXT_COLLATION}"
+            type_sql += f" {TEXT_COLLATION}"
         identity = None
         if column.identity is not None:
             if indexed:
@@ -179,7 +180,7 @@ class MySQLDDL:
             if source.collation and _WORD.match(source.collation):
                 options += f" DEFAULT COLLATE={source.collation}"
         else:
-            options = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+            options = f" ENGINE=InnoDB {TABLE_COLLATION}"
         body = ",\n  ".join(parts)
         statement = f"CREATE TABLE {_table(target)} (\n  {body}\n){options}"
         return Statement(StatementKind.TABLE, target, target.name, statement)

@@ -21,6 +21,7 @@ import pymysql
 
 from replicator.config import Endpoint
 from replicator.dialects.mysql import connect, quote_identifier
+from replicator.dialects.mysql_ddl import TABLE_COLLATION, TEXT_COLLATION
 from replicator.dialects.type_mapping import parse_mysql_default
 from replicator.errors import SourceError, TargetError
 from replicator.model import TableId
@@ -183,6 +184,14 @@ class MySQLSchemaTarget:
     def __init__(self, endpoint: Endpoint) -> None:
         self._conn = connect(endpoint, "target")
         self._run(_DDL_SESSION)
+        # Text translated from PostgreSQL compares byte-wise and NO PAD there ('a' ≠ 'a '); utf8mb4_bin
+        # pads with spaces, so such keys would collide. The server's binary NO PAD collation replaces
+        # it where there is one (MariaDB utf8mb4_nopad_bin, MySQL 8 utf8mb4_0900_bin).
+        found = {_text(r[0]) for r in self._rows(
+            "SELECT COLLATION_NAME FROM information_schema.COLLATIONS WHERE COLLATION_NAME IN (%s, %s)",
+            ("utf8mb4_nopad_bin", "utf8mb4_0900_bin"))}
+        self._nopad = "utf8mb4_nopad_bin" if "utf8mb4_nopad_bin" in found else \
+            ("utf8mb4_0900_bin" if "utf8mb4_0900_bin" in found else None)
 
     def close(self) -> None:
         self._conn.close()
@@ -215,8 +224,12 @@ class MySQLSchemaTarget:
         return bool(self._rows(query, params))
 
     def execute(self, statement: Statement) -> None:
+        text = statement.sql
+        if self._nopad is not None:  # only the translation's own collation (see __init__), never a source's
+            text = text.replace(TEXT_COLLATION, TEXT_COLLATION.replace("utf8mb4_bin", self._nopad))
+            text = text.replace(TABLE_COLLATION, TABLE_COLLATION.replace("utf8mb4_bin", self._nopad))
         try:
-            self._run(statement.sql)
+            self._run(text)
         except pymysql.MySQLError as exc:
             message = " ".join(str(exc.args[1] if len(exc.args) > 1 else exc).split())
             raise TargetError(f"cannot create {statement.kind.value} {statement.name} on the target "

@@ -58,7 +58,9 @@ MySQL/MariaDB → PostgreSQL:
   zero dates              a zero-date default is dropped (+ warning); zero values arrive from Debezium
                           as NULL, and the copier must read them as NULL too
 
-PostgreSQL → MySQL/MariaDB (every character column utf8mb4 COLLATE utf8mb4_bin; tables InnoDB):
+PostgreSQL → MySQL/MariaDB (every character column utf8mb4, byte-wise NO PAD collation — the DDL says
+utf8mb4_bin, which the target runner turns into utf8mb4_nopad_bin / utf8mb4_0900_bin where the server
+has it; tables InnoDB):
   smallint, integer, bigint, oid          smallint, int, bigint, bigint
   boolean                                 tinyint(1)
   numeric(p,s)                            decimal(p,s) (p ≤ 65, s ≤ 30, else a problem)

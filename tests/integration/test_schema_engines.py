@@ -172,9 +172,10 @@ def test_pg_to_mariadb_type_matrix(pg_to_my: SchemaScenario) -> None:
     assert defaults == (42, 1, "it's", "ok", True)
     s.target_sql(f"INSERT INTO `{ns}`.types (si) VALUES (7)")  # AUTO_INCREMENT continues after the copied ids
     assert s.target_rows(f"SELECT id FROM `{ns}`.types WHERE si = 7") == [(3,)]
-    # text compares byte-wise, as on PostgreSQL: values differing in case are distinct
+    # text compares byte-wise and without padding, as on PostgreSQL: values differing in case or in
+    # trailing spaces are distinct
     assert s.target_rows("SELECT COLLATION_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s"
-                         " AND COLUMN_NAME = 'vc'", (ns,)) == [("utf8mb4_bin",)]
+                         " AND COLUMN_NAME = 'vc'", (ns,)) == [("utf8mb4_nopad_bin",)]
 
 
 # -- PostgreSQL → PostgreSQL -----------------------------------------------------------------------

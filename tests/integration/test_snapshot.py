@@ -310,7 +310,9 @@ def test_pg_to_mariadb_snapshot_under_live_writes(pg_to_my: Scenario, tmp_path: 
     seed(s, 10_000)
     s.source_sql(f"UPDATE {ns}.items SET name = E'tab\\there \\\\ back\\nline \\f feed' WHERE id % 97 = 0",
                  f"UPDATE {ns}.items SET name = 'NULL', payload = NULL WHERE id % 89 = 0",
-                 f"UPDATE {ns}.items SET name = '\"quoted\", comma' WHERE id % 83 = 0")
+                 f"UPDATE {ns}.items SET name = '\"quoted\", comma' WHERE id % 83 = 0",
+                 # keys that differ only by trailing spaces stay distinct on the target (NO PAD)
+                 f"INSERT INTO {ns}.words VALUES ('pad', 1), ('pad ', 2), ('pad  ', 3)")
     config = s.write_config(snapshot={"workers": 2, "chunk_rows": 2500}, apply={"batch_max_events": 500})
     run_cli("-c", str(config), "connectors", "apply")
     proc = ApplyProcess(config, tmp_path / "apply.log").start()
