@@ -11,32 +11,21 @@ tables copied in any order do not block.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from replicator.config import Endpoint
 from replicator.dialects.base import Block, ChunkLoad, LedgerTable
-from replicator.dialects.postgres import connect
 from replicator.dialects.postgres_snapshot import range_condition
-from replicator.dialects.postgres_target import _DESCRIBE
-from replicator.errors import TargetError
+from replicator.dialects.postgres_target import _DESCRIBE, writing_session
 from replicator.model import TableId
 
 
 class PostgresSnapshotTarget:
     def __init__(self, endpoint: Endpoint, state_schema: str) -> None:
-        self._conn: psycopg.Connection[Any] = connect(endpoint, "target", autocommit=True)
+        self._conn = writing_session(endpoint)
         self._state = sql.Identifier(state_schema)
-        try:
-            self._conn.execute("SET session_replication_role = replica")
-        except psycopg.errors.InsufficientPrivilege:
-            raise TargetError(
-                f"target user {endpoint.user!r} may not set session_replication_role",
-                hint="grant it superuser, or on PostgreSQL 15+ `GRANT SET ON PARAMETER session_replication_role`",
-            ) from None
-        self._conn.execute("SET TIME ZONE 'UTC'")
 
     def close(self) -> None:
         self._conn.close()

@@ -208,23 +208,32 @@ def column_type_sql(column_type: ColumnType) -> str:
     return by_connect.get(column_type.connect_type, "text")
 
 
+def writing_session(endpoint: Endpoint) -> psycopg.Connection[Any]:
+    """A target connection as the applier and the copier write through it: autocommit (transactions
+    are explicit), `session_replication_role = replica` (foreign keys and user triggers do not fire
+    for rows that arrive in any table order), time zone UTC."""
+    conn: psycopg.Connection[Any] = connect(endpoint, "target", autocommit=True)
+    try:
+        conn.execute("SET session_replication_role = replica")
+    except psycopg.errors.InsufficientPrivilege:
+        conn.close()
+        raise TargetError(
+            f"target user {endpoint.user!r} may not set session_replication_role",
+            hint="grant it superuser, or on PostgreSQL 15+ `GRANT SET ON PARAMETER session_replication_role`",
+        ) from None
+    conn.execute("SET TIME ZONE 'UTC'")
+    return conn
+
+
 class PostgresTargetWriter:
     """The applier's connection to a PostgreSQL target (see the module docstring)."""
 
     def __init__(self, endpoint: Endpoint, state_schema: str) -> None:
-        self._conn: psycopg.Connection[Any] = connect(endpoint, "target", autocommit=True)
+        self._conn = writing_session(endpoint)
         self._state = state_schema
         self._temp: dict[TableId, tuple[TargetTable, sql.Identifier]] = {}
         self._converters: dict[TableId, dict[str, Converter | None]] = {}
         self._types: dict[TableId, dict[str, str]] = {}
-        try:
-            self._conn.execute("SET session_replication_role = replica")
-        except psycopg.errors.InsufficientPrivilege:
-            raise TargetError(
-                f"target user {endpoint.user!r} may not set session_replication_role",
-                hint="grant it superuser, or on PostgreSQL 15+ `GRANT SET ON PARAMETER session_replication_role`",
-            ) from None
-        self._conn.execute("SET TIME ZONE 'UTC'")
         self._in_txn = False
 
     # -- lifecycle -----------------------------------------------------------------------------

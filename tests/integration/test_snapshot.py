@@ -100,6 +100,27 @@ def prepare(s: Scenario, rows: int, **snapshot: Any) -> Path:
     return config
 
 
+def snapshot_under_load(s: Scenario, tmp_path: Path, load: Load, **snapshot: Any) -> ApplyProcess:
+    """Connector, applier, then the snapshot while `load` writes on the source (from 3 s before it to 3 s
+    after it); the load is stopped and checked. The applier keeps running for the comparison."""
+    config = s.write_config(snapshot={"workers": 2, **snapshot}, apply={"batch_max_events": 500})
+    run_cli("-c", str(config), "connectors", "apply")
+    proc = ApplyProcess(config, tmp_path / "apply.log").start()
+    load.start()
+    try:
+        time.sleep(3)  # the applier applies events of not-yet-held tables into the empty targets
+        result = run_cli("-c", str(config), "snapshot")
+        assert "the connector streams: a watermark reached Kafka" in result.stderr, result.stderr
+        assert "released to the change stream" in result.stderr, result.stderr
+        time.sleep(3)  # writes after the release
+    finally:
+        load.stop.set()
+        load.join(30)
+    assert load.error is None, load.error
+    assert load.transactions > 50, load.transactions
+    return proc
+
+
 def assert_same(s: Scenario, proc: ApplyProcess) -> None:
     ns = s.namespace
     wait_equal(s, f"SELECT * FROM {ns}.items ORDER BY id", timeout_s=120, proc=proc)
@@ -119,27 +140,15 @@ def ledger(s: Scenario) -> dict[str, tuple[str, int]]:
 
 def test_pg_to_pg_snapshot_under_live_writes_hands_off_exactly(pg_scenario: Scenario, tmp_path: Path) -> None:
     s = pg_scenario
-    config = prepare(s, 20_000)
-    proc = ApplyProcess(config, tmp_path / "apply.log").start()
-    load = Load(s, 20_001)
-    load.start()
-    try:
-        time.sleep(3)  # the applier applies events of not-yet-held tables into the empty targets
-        result = run_cli("-c", str(config), "snapshot")
-        assert "the connector streams: a watermark reached Kafka" in result.stderr, result.stderr
-        assert "released to the change stream" in result.stderr
-        time.sleep(3)  # writes after the release
-    finally:
-        load.stop.set()
-        load.join(30)
-    assert load.error is None, load.error
-    assert load.transactions > 50, load.transactions
+    s.source_sql(*tables(s.namespace))
+    seed(s, 20_000)
+    proc = snapshot_under_load(s, tmp_path, Load(s, 20_001), chunk_rows=2500)
     assert_same(s, proc)
     state = ledger(s)
     assert state["items"][0] == "released" and state["items"][1] >= 8, state
     assert state["words"][1] >= 2 and state["pairs"][1] >= 2 and state["journal"][1] == 1, state
     assert state["nothing"] == ("released", 1), state
-    again = run_cli("-c", str(config), "snapshot")  # idempotent: nothing copied twice
+    again = run_cli("-c", str(s.config_path), "snapshot")  # idempotent: nothing copied twice
     assert "already released" in again.stdout, again.stdout
     assert proc.metric('replicator_apply_skipped_events_total{reason="snapshot"}') > 0
     assert proc.stop() == 0
@@ -234,21 +243,7 @@ def test_mariadb_to_pg_snapshot_under_live_writes(my_scenario: Scenario, tmp_pat
         + " UNION ALL ".join(f"SELECT '{k}' AS k" for k in MY_KEYS) + ") k",
         "INSERT INTO journal SELECT seq % 9, 'same' FROM seq_1_to_2000",
     )
-    config = s.write_config(snapshot={"workers": 2, "chunk_rows": 1500}, apply={"batch_max_events": 500})
-    run_cli("-c", str(config), "connectors", "apply")
-    proc = ApplyProcess(config, tmp_path / "apply.log").start()
-    load = MyLoad(s, 12_001)
-    load.start()
-    try:
-        time.sleep(3)
-        result = run_cli("-c", str(config), "snapshot")
-        assert "released to the change stream" in result.stderr, result.stderr
-        time.sleep(3)
-    finally:
-        load.stop.set()
-        load.join(30)
-    assert load.error is None, load.error
-    assert load.transactions > 50, load.transactions
+    proc = snapshot_under_load(s, tmp_path, MyLoad(s, 12_001), chunk_rows=1500)
     wait_equal(s, "SELECT id, name, qty, LOWER(HEX(payload)), flag,"
                   " DATE_FORMAT(CONVERT_TZ(ts, @@session.time_zone, '+00:00'), '%Y-%m-%d %H:%i:%s.%f'),"
                   " DATE_FORMAT(dt, '%Y-%m-%d %H:%i:%s.%f'), note FROM items ORDER BY id",
@@ -313,20 +308,7 @@ def test_pg_to_mariadb_snapshot_under_live_writes(pg_to_my: Scenario, tmp_path: 
                  f"UPDATE {ns}.items SET name = '\"quoted\", comma' WHERE id % 83 = 0",
                  # keys that differ only by trailing spaces stay distinct on the target (NO PAD)
                  f"INSERT INTO {ns}.words VALUES ('pad', 1), ('pad ', 2), ('pad  ', 3)")
-    config = s.write_config(snapshot={"workers": 2, "chunk_rows": 2500}, apply={"batch_max_events": 500})
-    run_cli("-c", str(config), "connectors", "apply")
-    proc = ApplyProcess(config, tmp_path / "apply.log").start()
-    load = Load(s, 10_001)
-    load.start()
-    try:
-        time.sleep(3)
-        result = run_cli("-c", str(config), "snapshot")
-        assert "released to the change stream" in result.stderr, result.stderr
-        time.sleep(3)
-    finally:
-        load.stop.set()
-        load.join(30)
-    assert load.error is None, load.error
+    proc = snapshot_under_load(s, tmp_path, Load(s, 10_001), chunk_rows=2500)
     wait_equal(s, f"SELECT id, name, qty, encode(payload, 'hex') FROM {ns}.items ORDER BY id",
                f"SELECT id, name, qty, LOWER(HEX(payload)) FROM `{ns}`.items ORDER BY id", timeout_s=120, proc=proc)
     wait_equal(s, f'SELECT w, n FROM {ns}.words ORDER BY w COLLATE "C"',
