@@ -11,7 +11,7 @@ from replicator.dialects.mysql_preflight import _binlog_findings, _server_id
 from replicator.dialects.postgres_preflight import _table_findings, _wal_level
 from replicator.errors import ServiceUnreachableError
 from replicator.model import Finding, Level, TableId
-from replicator.preflight import Check, PreflightContext, Report, run_preflight, type_findings
+from replicator.preflight import Check, PreflightContext, Report, run_preflight
 from replicator.preflight.tables import table_findings
 
 CONFIG = """
@@ -92,10 +92,6 @@ def test_checks_are_independent_and_errors_become_one_line() -> None:
     assert report.findings[2].level is Level.ERROR and "KeyError" in report.findings[2].message
     assert report.findings[3] == WARN
     assert report.exit_code == 1
-
-
-def test_type_findings_are_empty_until_schema_translation_is_wired() -> None:
-    assert type_findings(config()) == []
 
 
 def test_table_comparison() -> None:
