@@ -15,16 +15,17 @@ an event belongs to is always decided exactly as the database ordered the bounds
 
 from __future__ import annotations
 
+import select
 from collections.abc import Generator
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 
 from replicator.config import Endpoint
 from replicator.dialects.base import Block, KeyKind, SnapshotPoint, SourceShape, Transfer
 from replicator.dialects.postgres import connect
-from replicator.errors import SourceError
+from replicator.errors import SnapshotError, SourceError
 from replicator.model import TableId
 
 _INTEGER_TYPES = {"smallint", "integer", "bigint"}
@@ -208,16 +209,63 @@ class PostgresSnapshotSource:
             options = sql.SQL(" (FORMAT binary)" if transfer.binary else "")
         query = sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT{}").format(
             sql.SQL(", ").join(exprs), sql.Identifier(shape.table.schema, shape.table.name), condition, options)
-        with self._conn.cursor() as cur:
-            with cur.copy(query) as copy:
-                # libpq hands over one row at a time: gather about 1 MB before passing it on, so the
-                # target's write (and everything per block) is paid per megabyte, not per row.
-                block = bytearray()
-                for row in copy:
-                    block += row
+        return (yield from self._copy_out(query))
+
+    def _copy_out(self, query: sql.Composable) -> Generator[Block, None, int]:
+        """COPY … TO STDOUT read through libpq directly, gathered into ~1 MB blocks; returns the rows
+        the server sent. psycopg's own COPY iterator costs ~3x the CPU per row (0.92 s against 0.29 s
+        for 2M narrow rows here), and rows are the unit libpq hands over. Non-blocking reads, with the
+        wait in select() (which releases the GIL), so the other workers' threads run meanwhile."""
+        pgconn = self._conn.pgconn
+        pgconn.send_query(query.as_bytes(self._conn))
+        result = pgconn.get_result()
+        if result is None or result.status != pq.ExecStatus.COPY_OUT:
+            self._fail(pgconn)
+        get, socket = pgconn.get_copy_data, pgconn.socket
+        block = bytearray()
+        ended = False
+        try:
+            while True:
+                size, data = get(1)
+                if size > 0:
+                    block += data
                     if len(block) >= _BLOCK_BYTES:
                         yield block
                         block = bytearray()
-                if block:
-                    yield block
-            return max(cur.rowcount, 0)
+                elif size == 0:  # nothing buffered: wait for the socket, then read what arrived
+                    select.select([socket], [], [])
+                    pgconn.consume_input()
+                elif size == -1:  # the end of the COPY
+                    ended = True
+                    break
+                else:
+                    self._fail(pgconn)
+            if block:
+                yield block
+        finally:
+            if not ended and pgconn.status == pq.ConnStatus.OK:
+                # Abandoned half-way (the target failed; the chunk is copied again): read the rest, so
+                # the connection, and the snapshot transaction on it, stay usable.
+                while get(0)[0] >= 0:
+                    pass
+                self._results(pgconn)
+        return self._rows_copied(pgconn)
+
+    def _rows_copied(self, pgconn: Any) -> int:
+        final = pgconn.get_result()
+        if final is None or final.status != pq.ExecStatus.COMMAND_OK:
+            self._fail(pgconn)
+        rows = int(final.command_tuples or 0)
+        self._results(pgconn)  # the end of the command
+        return rows
+
+    @staticmethod
+    def _results(pgconn: Any) -> None:
+        while pgconn.get_result() is not None:
+            pass
+
+    @staticmethod
+    def _fail(pgconn: Any) -> NoReturn:
+        message = " ".join(str(pgconn.get_error_message()).split())
+        PostgresSnapshotSource._results(pgconn)
+        raise SnapshotError(f"reading from the source failed: {message}")

@@ -446,3 +446,39 @@ def test_hostile_identifiers_through_translation_and_chunked_copy(pair: str, sta
         assert chunks[0][0] >= 4, chunks
     finally:
         s.cleanup()
+
+
+def test_a_stream_abandoned_half_way_leaves_the_snapshot_usable(pg_scenario: Scenario) -> None:
+    """A chunk whose load fails is copied again on the same source connection, in the same snapshot."""
+    from replicator.config import load_config
+    from replicator.dialects import snapshot_source_for
+    from replicator.dialects.base import Transfer
+    from replicator.model import TableId
+
+    s = pg_scenario
+    ns = s.namespace
+    s.source_sql(f"CREATE TABLE {ns}.big (id int PRIMARY KEY, pad text)",
+                 f"INSERT INTO {ns}.big SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g")
+    config = load_config(s.write_config())
+    coordinator, worker = snapshot_source_for(config.source), snapshot_source_for(config.source)
+    try:
+        point = coordinator.export()
+        worker.enter(point)
+        s.source_sql(f"DELETE FROM {ns}.big WHERE id > 10")  # after the snapshot: not seen by it
+        shape = worker.shape(TableId(ns, "big"))
+        transfer = Transfer("pg-text", {})
+        first = worker.stream(shape, shape.names, None, None, transfer)
+        assert len(next(first)) >= 1 << 20  # one block of ~1 MB, then abandoned
+        first.close()
+        again = worker.stream(shape, shape.names, None, None, transfer)
+        data = bytearray()
+        try:
+            while True:
+                data += next(again)
+        except StopIteration as end:
+            assert end.value == 20000
+        assert data.count(b"\n") == 20000
+        assert worker.count(TableId(ns, "big")) == 20000
+    finally:
+        worker.close()
+        coordinator.close()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -125,28 +126,27 @@ def reset_target(db: Database, source_engine: str) -> None:
                 conn.execute(f"DELETE FROM replicator.{state} WHERE {column} LIKE '{SCHEMA}.%'")
 
 
-def env_for(db: Database) -> dict[str, str]:
-    return {**os.environ, "PGPASSWORD": db.password or "", "MYSQL_PWD": db.password or ""}
-
-
 def pipe_command(source: Database, target: Database, name: str) -> str:
-    into = (f"psql -X -q -h {target.host} -p {target.port} -U {target.user} -d {target.database}"
-            f" -c \"COPY {SCHEMA}.{name} FROM STDIN{' (FORMAT binary)' if source.engine == 'postgres' else ''}\"")
+    def login(db: Database, port_flag: str, user_flag: str) -> str:
+        return f"-h {db.host} {port_flag} {db.port} {user_flag} {db.user}"
+
+    binary = " (FORMAT binary)" if source.engine == "postgres" else ""
+    into = (f"PGPASSWORD={shlex.quote(target.password or '')} psql -X -q {login(target, '-p', '-U')}"
+            f" -d {target.database} -c \"COPY {SCHEMA}.{name} FROM STDIN{binary}\"")
     if source.engine == "postgres":
-        out = (f"psql -X -q -h {source.host} -p {source.port} -U {source.user} -d {source.database}"
-               f" -c \"COPY {SCHEMA}.{name} TO STDOUT (FORMAT binary)\"")
+        out = (f"PGPASSWORD={shlex.quote(source.password or '')} psql -X -q {login(source, '-p', '-U')}"
+               f" -d {source.database} -c \"COPY {SCHEMA}.{name} TO STDOUT (FORMAT binary)\"")
     else:
         columns = "*" if name == "narrow" else ("id, a, b, c, d, e, f, CONCAT(g, '+00')")
-        out = (f"mariadb --batch --quick --skip-column-names -h {source.host} -P {source.port} -u {source.user}"
+        out = (f"MYSQL_PWD={shlex.quote(source.password or '')} mariadb --batch --quick --skip-column-names"
+               f" {login(source, '-P', '-u')}"
                f" -e \"SET time_zone = '+00:00'; SELECT {columns} FROM {SCHEMA}.{name}\"")
     return f"set -o pipefail; {out} | {into}"
 
 
 def raw_pipes(source: Database, target: Database, *, parallel: bool) -> float:
     reset_target(target, source.engine)
-    env = {**env_for(source), "PGPASSWORD": target.password or ""}
-    if source.engine == "mysql":
-        env["MYSQL_PWD"] = source.password or ""
+    env = dict(os.environ)
     started = time.monotonic()
     if parallel:
         procs = [subprocess.Popen(["bash", "-c", pipe_command(source, target, n)], env=env) for n in TABLES]
