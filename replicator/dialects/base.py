@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal, Protocol
@@ -154,6 +154,23 @@ class Transfer:
     @property
     def binary(self) -> bool:
         return self.format == "pg-binary"
+
+
+class SourceRows(Protocol):
+    """A chunk's blocks; once iterated to the end, `rows` is how many rows the source sent."""
+
+    rows: int | None
+
+    def __iter__(self) -> Iterator[Block]: ...
+
+
+def verify_rows(load: ChunkLoad, sent: SourceRows, loaded: int) -> None:
+    """Before the chunk's commit: the target loaded exactly the rows the source sent."""
+    if sent.rows is not None and sent.rows != loaded:
+        from replicator.errors import SnapshotError
+
+        raise SnapshotError(f"{load.source_table} chunk {load.chunk}: {sent.rows} rows read from the source "
+                            f"but {loaded} loaded into the target")
 
 
 @dataclass(frozen=True)
@@ -333,9 +350,10 @@ class SnapshotTarget(Protocol):
         """The connection is gone (a new one is needed)."""
         ...
 
-    def load_chunk(self, load: ChunkLoad, blocks: Iterable[Block]) -> tuple[int, int]:
-        """One transaction: delete the chunk's key range, load the blocks, record the chunk and its
-        position in the ledger; commit. (rows, bytes) loaded."""
+    def load_chunk(self, load: ChunkLoad, blocks: SourceRows) -> tuple[int, int]:
+        """One transaction: delete the chunk's key range, load the blocks, check that the target
+        loaded as many rows as the source sent (`verify_rows`), record the chunk and its position in
+        the ledger; commit. (rows, bytes) loaded."""
         ...
 
     def ledger_table(self, source_table: str) -> LedgerTable | None: ...

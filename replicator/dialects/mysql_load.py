@@ -1,10 +1,13 @@
 """MySQL/MariaDB as a snapshot target: chunk loads by LOAD DATA LOCAL INFILE, and the chunk ledger.
 
 A chunk is one transaction (DELETE of the key range, LOAD DATA, ledger row, COMMIT: none of them
-commits implicitly), in a session with FOREIGN_KEY_CHECKS=0, READ COMMITTED and time zone UTC. The stream is spooled
-to a file (tmpfs when there is one: pymysql sends LOAD DATA LOCAL from a named file), so memory stays
-one block whatever the chunk size. `LOCAL` turns errors into warnings, so the load must end with no
-warning and exactly the rows the source sent, or the chunk rolls back with the first warning named.
+commits implicitly), in a session with FOREIGN_KEY_CHECKS=0, READ COMMITTED and time zone UTC.
+pymysql sends LOAD DATA LOCAL from a file it opens by name: a named pipe, which a feeder thread fills
+from the source stream, so reading the source and loading the target overlap and memory stays one
+pipe buffer whatever the chunk size. `LOCAL` turns errors into warnings, so before the commit the
+load must have raised no warning, the source stream must have ended without error (else the rows
+loaded are only a part), and the target must have loaded exactly the rows the source sent; otherwise
+the chunk rolls back with the cause named.
 
 Formats: `mysql-tsv` (lines a MySQL source built: tab-separated, backslash escapes, \\N for NULL) and
 `pg-csv` (PostgreSQL `COPY … (FORMAT csv, NULL 'NULL')`: quoted fields, doubled quotes, unquoted NULL).
@@ -16,20 +19,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
+import threading
 from collections.abc import Iterable
 from typing import Any
 
 import pymysql
 
 from replicator.config import Endpoint
-from replicator.dialects.base import Block, ChunkLoad, LedgerTable
+from replicator.dialects.base import Block, ChunkLoad, LedgerTable, SourceRows, verify_rows
 from replicator.dialects.mysql import connect, quote_identifier
 from replicator.dialects.mysql_snapshot import SPATIAL_TYPES, range_condition
 from replicator.errors import SnapshotError
 from replicator.model import TableId
 
-_SPOOL = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
+_SPOOL = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108  (where the named pipe lives)
 _BINARY_TARGETS = ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob")
 
 
@@ -82,7 +87,7 @@ class MySQLSnapshotTarget:
                           " AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (table.schema, table.name))
         return {str(n): (t.decode() if isinstance(t, bytes) else str(t)).lower() for n, t in rows} or None
 
-    def load_chunk(self, load: ChunkLoad, blocks: Iterable[Block]) -> tuple[int, int]:
+    def load_chunk(self, load: ChunkLoad, blocks: SourceRows) -> tuple[int, int]:
         where, params = range_condition(load.key, load.kinds, load.low, load.high)
         targets, sets = [], []
         for i, column in enumerate(load.columns):
@@ -99,17 +104,21 @@ class MySQLSnapshotTarget:
             fields = "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\'"
         statement = (f"LOAD DATA LOCAL INFILE %s INTO TABLE {_table(load.table)} CHARACTER SET utf8mb4 {fields}"
                      f" LINES TERMINATED BY '\\n' ({', '.join(targets)})" + (f" SET {', '.join(sets)}" if sets else ""))
-        size = 0
-        with tempfile.NamedTemporaryFile(dir=_SPOOL, prefix="replicator-chunk-", suffix=".txt") as spool:
-            for block in blocks:
-                size += len(block)
-                spool.write(block)
-            spool.flush()
+        directory = tempfile.mkdtemp(dir=_SPOOL, prefix="replicator-chunk-")
+        fifo = os.path.join(directory, "rows")
+        os.mkfifo(fifo, 0o600)
+        feeder = _Feeder(fifo, blocks)
+        feeder.start()
+        try:
             with self._conn.cursor() as cur:
                 cur.execute("BEGIN")
                 try:
                     cur.execute(f"DELETE FROM {_table(load.table)} WHERE {where}", params)
-                    rows = int(cur.execute(statement, (spool.name,)))
+                    rows = int(cur.execute(statement, (fifo,)))
+                    feeder.join()  # the server read to the end: the feeder closed the pipe
+                    if feeder.error is not None:  # the source failed: what was loaded is a part only
+                        raise feeder.error
+                    verify_rows(load, blocks, rows)
                     if cur.warning_count:
                         cur.execute("SHOW WARNINGS LIMIT 1")
                         warning = cur.fetchone()
@@ -118,13 +127,16 @@ class MySQLSnapshotTarget:
                                             hint="the target column cannot hold the source's value: fix its type")
                     cur.execute(f"INSERT INTO {self._state}.snapshot_chunks (source_table, chunk, `rows`, bytes,"
                                 " position) VALUES (%s, %s, %s, %s, %s)",
-                                (load.source_table, load.chunk, rows, size, load.position))
+                                (load.source_table, load.chunk, rows, feeder.size, load.position))
                     cur.execute("COMMIT")
                 except BaseException:
                     with contextlib.suppress(pymysql.MySQLError):  # gone: the server rolled back
                         cur.execute("ROLLBACK")
                     raise
-        return rows, size
+        finally:
+            feeder.stop()
+            shutil.rmtree(directory, ignore_errors=True)
+        return rows, feeder.size
 
     # -- the ledger ----------------------------------------------------------------------------
     def ledger_table(self, source_table: str) -> LedgerTable | None:
@@ -161,3 +173,36 @@ class MySQLSnapshotTarget:
 
     def count(self, table: TableId) -> int:
         return int(self._rows(f"SELECT COUNT(*) FROM {_table(table)}")[0][0])
+
+
+class _Feeder(threading.Thread):
+    """Writes a chunk's blocks into the named pipe LOAD DATA LOCAL reads, so that reading the source
+    and loading the target overlap, with one pipe buffer of memory (pymysql sends LOAD DATA LOCAL from
+    a file it opens by name)."""
+
+    def __init__(self, path: str, blocks: Iterable[Block]) -> None:
+        super().__init__(name="replicator-load-feeder", daemon=True)
+        self._path = path
+        self._blocks = blocks
+        self.size = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with open(self._path, "wb", buffering=0) as pipe:  # waits for the reader
+                for block in self._blocks:
+                    pipe.write(block)
+                    self.size += len(block)
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self) -> None:
+        """Unblock and finish the feeder if the load ended early (its reader gone or never there)."""
+        while self.is_alive():
+            with contextlib.suppress(OSError):
+                reader = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK)
+                with contextlib.suppress(OSError):
+                    while os.read(reader, 1 << 16):
+                        pass
+                os.close(reader)
+            self.join(0.05)

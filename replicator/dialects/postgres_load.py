@@ -10,13 +10,11 @@ tables copied in any order do not block.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import psycopg
 from psycopg import sql
 
 from replicator.config import Endpoint
-from replicator.dialects.base import Block, ChunkLoad, LedgerTable
+from replicator.dialects.base import ChunkLoad, LedgerTable, SourceRows, verify_rows
 from replicator.dialects.postgres_snapshot import range_condition
 from replicator.dialects.postgres_target import _DESCRIBE, writing_session
 from replicator.model import TableId
@@ -44,7 +42,7 @@ class PostgresSnapshotTarget:
             return None
         return {str(name): str(kind) for name, kind, _, _ in self._conn.execute(_DESCRIBE, (regclass,)).fetchall()}
 
-    def load_chunk(self, load: ChunkLoad, blocks: Iterable[Block]) -> tuple[int, int]:
+    def load_chunk(self, load: ChunkLoad, blocks: SourceRows) -> tuple[int, int]:
         """One transaction: replace the chunk's key range by the streamed rows and record the chunk.
         Returns (rows, bytes)."""
         target = sql.Identifier(load.table.schema, load.table.name)
@@ -61,6 +59,7 @@ class PostgresSnapshotTarget:
                     size += len(block)
                     copy.write(block)
             rows = cur.rowcount
+            verify_rows(load, blocks, rows)
             cur.execute(sql.SQL("INSERT INTO {}.snapshot_chunks (source_table, chunk, rows, bytes, position)"
                                 " VALUES (%s, %s, %s, %s, %s)").format(self._state),
                         (load.source_table, load.chunk, rows, size, load.position))

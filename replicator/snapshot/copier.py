@@ -352,8 +352,6 @@ class SnapshotCopier:
                     target.close()
                     target = ends[1] = snapshot_target_for(self._config.target, self._config.state_schema)
         faults.reach("snapshot.after-chunk-commit")
-        if read.rows is not None and read.rows != rows:
-            raise SnapshotError(f"{where}: {read.rows} rows read from the source but {rows} loaded into the target")
         return rows, size
 
     def _metered(self, blocks: Generator[Block, None, int], job: TableJob) -> Generator[Block, None, int]:

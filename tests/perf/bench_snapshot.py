@@ -112,7 +112,26 @@ def seed_my(db: Database, reseed: bool) -> None:
         conn.close()
 
 
+MY_TARGET = {"wide": ("id BIGINT PRIMARY KEY, a INT NOT NULL, b BIGINT, c DECIMAL(12,3), d LONGTEXT, e TINYINT(1),"
+                       " f DATETIME(6), g DATETIME(6)"),
+             "narrow": "id BIGINT PRIMARY KEY, v INT"}
+
+
+def my_sql(db: Database, *statements: str) -> None:
+    conn = my(db)
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+    finally:
+        conn.close()
+
+
 def reset_target(db: Database, source_engine: str) -> None:
+    if db.engine == "mysql":
+        my_sql(db, f"DROP DATABASE IF EXISTS {SCHEMA}", f"CREATE DATABASE {SCHEMA}",
+               *[f"CREATE TABLE {SCHEMA}.{name} ({ddl}) ENGINE=InnoDB" for name, ddl in MY_TARGET.items()])
+        return
     with pg(db) as conn:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
         for name, (pg_ddl, _) in TABLES.items():
@@ -126,18 +145,37 @@ def reset_target(db: Database, source_engine: str) -> None:
                 conn.execute(f"DELETE FROM replicator.{state} WHERE {column} LIKE '{SCHEMA}.%'")
 
 
+def _has_state(db: Database, table: str) -> bool:
+    conn = my(db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'replicator' AND TABLE_NAME = %s",
+                        (table,))
+            return bool(cur.fetchall())
+    finally:
+        conn.close()
+
+
 def pipe_command(source: Database, target: Database, name: str) -> str:
     def login(db: Database, port_flag: str, user_flag: str) -> str:
         return f"-h {db.host} {port_flag} {db.port} {user_flag} {db.user}"
 
-    binary = " (FORMAT binary)" if source.engine == "postgres" else ""
-    into = (f"PGPASSWORD={shlex.quote(target.password or '')} psql -X -q {login(target, '-p', '-U')}"
-            f" -d {target.database} -c \"COPY {SCHEMA}.{name} FROM STDIN{binary}\"")
-    if source.engine == "postgres":
-        out = (f"PGPASSWORD={shlex.quote(source.password or '')} psql -X -q {login(source, '-p', '-U')}"
-               f" -d {source.database} -c \"COPY {SCHEMA}.{name} TO STDOUT (FORMAT binary)\"")
+    binary = " (FORMAT binary)" if source.engine == "postgres" and target.engine == "postgres" else ""
+    if target.engine == "postgres":
+        into = (f"PGPASSWORD={shlex.quote(target.password or '')} psql -X -q {login(target, '-p', '-U')}"
+                f" -d {target.database} -c \"COPY {SCHEMA}.{name} FROM STDIN{binary}\"")
     else:
-        columns = "*" if name == "narrow" else ("id, a, b, c, d, e, f, CONCAT(g, '+00')")
+        into = (f"MYSQL_PWD={shlex.quote(target.password or '')} mariadb --local-infile=1 {login(target, '-P', '-u')}"
+                f" -e \"SET time_zone = '+00:00'; LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE {SCHEMA}.{name}\"")
+    if source.engine == "postgres":
+        query = f"{SCHEMA}.{name}"
+        if target.engine == "mysql" and name == "wide":  # the text MySQL reads: booleans as 0/1, UTC, no zone
+            query = (f"(SELECT id, a, b, c, d, e::int, f, to_char(g AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+                     f" FROM {SCHEMA}.{name})")
+        out = (f"PGPASSWORD={shlex.quote(source.password or '')} psql -X -q {login(source, '-p', '-U')}"
+               f" -d {source.database} -c \"SET TimeZone = 'UTC'\" -c \"COPY {query} TO STDOUT{binary}\"")
+    else:
+        columns = "*" if name == "narrow" or target.engine == "mysql" else "id, a, b, c, d, e, f, CONCAT(g, '+00')"
         out = (f"MYSQL_PWD={shlex.quote(source.password or '')} mariadb --batch --quick --skip-column-names"
                f" {login(source, '-P', '-u')}"
                f" -e \"SET time_zone = '+00:00'; SELECT {columns} FROM {SCHEMA}.{name}\"")
@@ -175,6 +213,11 @@ def ensure_tool(name: str) -> str:
 
 
 def drop_target(target: Database) -> None:
+    if target.engine == "mysql":
+        my_sql(target, f"DROP DATABASE IF EXISTS {SCHEMA}",
+               *[f"DELETE FROM replicator.{t} WHERE source_table LIKE '{SCHEMA}.%'"
+                 for t in ("snapshot_chunks", "snapshot_tables", "table_gates") if _has_state(target, t)])
+        return
     with pg(target) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         for state in ("snapshot_chunks", "snapshot_tables", "table_gates"):
@@ -211,12 +254,12 @@ def run_peer(source: Database, target: Database) -> float:
 
 
 def config_file(info: StackInfo, source: Database, target: Database, workers: int, chunk_rows: int) -> Path:
-    prefix = f"snapbench{source.engine[:2]}"
+    prefix = f"snapbench{source.engine[:2]}{target.engine[:2]}"
     config = {
         "source": {"engine": source.engine, "host": source.host, "port": source.port,
                    "database": SCHEMA if source.engine == "mysql" else source.database,
                    "user": source.user, "password": source.password},
-        "target": {"engine": "postgres", "host": target.host, "port": target.port, "database": target.database,
+        "target": {"engine": target.engine, "host": target.host, "port": target.port, "database": target.database,
                    "user": target.user, "password": target.password},
         "kafka": {"bootstrap_servers": info.bootstrap_servers, "topic_prefix": prefix},
         "connect": {"url": info.connect_url, "ready_timeout_s": 60},
@@ -293,7 +336,7 @@ def aggregates(db: Database, name: str) -> tuple[int, ...]:
 
 def check(source: Database, target: Database) -> None:
     for name in TABLES:
-        same = digest_pg(target, name) == digest_pg(source, name) if source.engine == "postgres" \
+        same = digest_pg(target, name) == digest_pg(source, name) if source.engine == target.engine == "postgres" \
             else aggregates(target, name) == aggregates(source, name)
         if not same:
             say(f"WRONG: {SCHEMA}.{name} differs between source and target")
@@ -303,6 +346,7 @@ def check(source: Database, target: Database) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", choices=("pg", "mariadb"), default="pg")
+    parser.add_argument("--target", choices=("pg", "mariadb"), default="pg")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--chunk-rows", type=int, default=250_000)
@@ -313,7 +357,7 @@ def main() -> None:
     args = parser.parse_args()
     info = stack_info(args.run_dir)
     source = info.database("pg-source" if args.source == "pg" else "my-source")
-    target = info.database("pg-target")
+    target = info.database("pg-target" if args.target == "pg" else "my-target")
     (seed_pg if args.source == "pg" else seed_my)(source, args.reseed)
     config = config_file(info, source, target, args.workers, args.chunk_rows)
     done = subprocess.run(cli("-c", str(config), "connectors", "apply", "--fix-replica-identity"),
