@@ -315,6 +315,10 @@ class SnapshotSource(Protocol):
         """Column → the sequence's or auto-increment's current value, for the cutover to sync."""
         ...
 
+    def is_transient(self, exc: BaseException) -> bool:
+        """A failure of one read that leaves the read view usable: the chunk is read again."""
+        ...
+
     def export(self) -> SnapshotPoint:
         """Coordinator: open a consistent read view that workers can enter; where the stream stood."""
         ...

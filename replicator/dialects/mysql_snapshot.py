@@ -152,6 +152,12 @@ class MySQLSnapshotSource:
     def close(self) -> None:
         self._conn.close()
 
+    def is_transient(self, exc: BaseException) -> bool:
+        # A failed statement leaves an InnoDB transaction (and its snapshot) open: e.g. the server's
+        # temporary file for GROUP BY removed under it by a /tmp cleaner (errno 6), a lock wait.
+        return isinstance(exc, pymysql.err.InternalError | pymysql.err.OperationalError) and bool(exc.args) \
+            and exc.args[0] in (6, 1205) and self._conn.open
+
     def _rows(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
         with self._conn.cursor() as cur:
             cur.execute(query, params)

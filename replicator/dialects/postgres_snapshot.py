@@ -108,6 +108,9 @@ class PostgresSnapshotSource:
     def close(self) -> None:
         self._conn.close()
 
+    def is_transient(self, exc: BaseException) -> bool:
+        return False  # an error inside the snapshot transaction aborts it: the view is gone
+
     # -- planning ------------------------------------------------------------------------------
     def shape(self, table: TableId) -> SourceShape:
         regclass = sql.Identifier(table.schema, table.name).as_string(self._conn)

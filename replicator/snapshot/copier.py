@@ -273,7 +273,8 @@ class SnapshotCopier:
     # -- workers -------------------------------------------------------------------------------
     def _run_workers(self, point: SnapshotPoint, pending: list[tuple[TableJob, Chunk]], jobs: list[TableJob]) -> None:
         work: queue.Queue[tuple[TableJob, Chunk]] = queue.Queue()
-        for item in sorted(pending, key=lambda jc: (-jc[0].shape.estimated_rows, jc[1].index)):
+        # tables taken in turns (chunk 0 of each, then chunk 1…): workers load different tables at once
+        for item in sorted(pending, key=lambda jc: (jc[1].index, -jc[0].shape.estimated_rows)):
             work.put(item)
         failures: list[BaseException] = []
         abort = threading.Event()
@@ -344,7 +345,7 @@ class SnapshotCopier:
                 rows, size = target.load_chunk(load, read)
                 break
             except Exception as exc:
-                if attempt == _CHUNK_ATTEMPTS or not target.is_transient(exc):
+                if attempt == _CHUNK_ATTEMPTS or not (target.is_transient(exc) or source.is_transient(exc)):
                     raise
                 log.warning("%s: %s; copying the chunk again (attempt %d)", where, exc, attempt + 1)
                 time.sleep(0.2 * attempt)
