@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,11 +125,20 @@ class SnapshotCopier:
         self._stop = stop or threading.Event()
         self._watermark_timeout_s = watermark_timeout_s
         self._throttle = _Throttle(config.snapshot.max_mb_per_s)
+        self._proof: Future[None]
+        self._background: ThreadPoolExecutor
 
     # -- the run -------------------------------------------------------------------------------
     def run(self, names: list[str] | None = None, *, restart: bool = False) -> list[TableResult]:
-        config = self._config
         tables = self._resolve(names)
+        self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="replicator-snapshot")
+        try:
+            return self._run(tables, restart)
+        finally:
+            self._background.shutdown(wait=True, cancel_futures=True)
+
+    def _run(self, tables: list[TableId], restart: bool) -> list[TableResult]:
+        config = self._config
         plan = self.schema_plan(tables)
         apply_schema(config.target, plan, Phase.CREATE)  # tables that are missing; existing ones compared
         writer = target_writer_for(config.target, config.state_schema)
@@ -138,8 +148,12 @@ class SnapshotCopier:
         try:
             writer.ensure_state()
             jobs: list[TableJob] = []
-            for table in tables:
-                entry = None if restart else target.ledger_table(table.qualified)
+            entries = {t: None if restart else target.ledger_table(t.qualified) for t in tables}
+            if any(e is None or e.state != "released" for e in entries.values()):
+                # The proof that the stream runs (a watermark through Kafka, ~1 s) is taken while the
+                # tables are held and planned; the snapshot is opened only once it holds.
+                self._proof = self._background.submit(self._prove_streaming)
+            for table, entry in entries.items():
                 if entry is not None and entry.state == "released":
                     results.append(TableResult(table.qualified, "already released", len(entry.chunks),
                                                sum(r for r, _ in entry.chunks.values()), entry.target_rows,
@@ -229,7 +243,7 @@ class SnapshotCopier:
         pending = [(job, chunk) for job in jobs for chunk in job.pending]
         point: SnapshotPoint | None = None
         if pending:
-            self._prove_streaming()
+            self._proof.result()
             point = planner.export()
             self._say(f"copying {len(pending)} chunk(s) of {len(jobs)} table(s) with "
                       f"{min(self._config.snapshot.workers, len(pending))} worker(s)")
@@ -241,13 +255,15 @@ class SnapshotCopier:
             self._say(f"copied {len(pending)} chunk(s) in {seconds:.2f} s: {rows / seconds:,.0f} rows/s, "
                       f"{megabytes / seconds:,.1f} MB/s")
         position = None if point is None else orjson.dumps(point.position).decode()
-        results = []
-        for job in jobs:
-            source_rows = planner.count(job.source) if point is not None and all(
-                p == position for _, p in job.done.values()) else None
-            results.append(self._finish(job, (target, writer, planner), source_rows, time.monotonic() - started))
+        # Counts, both sides at once: the source's in the snapshot (when every chunk of the table was
+        # read in it), the target's on the ledger connection.
+        in_snapshot = [j for j in jobs if point is not None and all(p == position for _, p in j.done.values())]
+        targets = self._background.submit(lambda: {j.name: target.count(j.target) for j in jobs})
+        sources = {j.name: planner.count(j.source) for j in in_snapshot}
+        counted = targets.result()
         planner.leave()
-        return results
+        return [self._finish(job, (target, writer, planner), (sources.get(job.name), counted[job.name]),
+                             time.monotonic() - started) for job in jobs]
 
     def _prove_streaming(self) -> None:
         config = self._config
@@ -371,10 +387,10 @@ class SnapshotCopier:
 
     # -- per table -----------------------------------------------------------------------------
     def _finish(self, job: TableJob, ends: tuple[SnapshotTarget, Any, SnapshotSource],
-                source_rows: int | None, seconds: float) -> TableResult:
+                counts: tuple[int | None, int], seconds: float) -> TableResult:
         target, writer, planner = ends
+        source_rows, target_rows = counts
         copied = job.rows
-        target_rows = target.count(job.target)
         if target_rows != copied:
             raise SnapshotError(
                 f"{job.name}: the target table {job.target} holds {target_rows} rows, the copy loaded {copied}: "

@@ -21,6 +21,7 @@ The result is checked: row count and an in-database hash of every row equal on b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import shlex
@@ -230,10 +231,20 @@ def uri(db: Database, database: str | None = None) -> str:
     return f"{scheme}://{db.user}:{db.password or ''}@{db.host}:{db.port}/{database or db.database}"
 
 
+def peer_target(target: Database) -> Database:
+    """A fresh database `peerbench` on the target server for the peer (pgcopydb restores every schema
+    of the source database, ours included)."""
+    with pg(target) as conn:
+        conn.execute("DROP DATABASE IF EXISTS peerbench WITH (FORCE)")
+        conn.execute("CREATE DATABASE peerbench")
+    return dataclasses.replace(target, database="peerbench")
+
+
 def run_peer(source: Database, target: Database) -> float:
-    """The peer doing the whole job (schema, data, indexes) end to end: pgcopydb clone (PG source, 2 table
-    and 2 index jobs) or pgloader (MariaDB source, its defaults). Seconds."""
-    drop_target(target)
+    """The peer doing the whole job (schema, data, indexes) end to end, into a fresh database:
+    pgcopydb clone (PG source, 2 table and 2 index jobs) or pgloader (MariaDB source, its defaults).
+    Seconds; the result is checked like ours."""
+    target = peer_target(target)
     work = Path(tempfile.mkdtemp(prefix="snapbench-peer-"))
     if source.engine == "postgres":
         tool = ensure_tool("pgcopydb")
@@ -246,10 +257,12 @@ def run_peer(source: Database, target: Database) -> float:
         tool = ensure_tool("pgloader")
         command = [tool, "--quiet", uri(source, SCHEMA), uri(target)]
     started = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    # a session of its own: pgcopydb signals its whole process group when it ends, which was us
+    done = subprocess.run(command, capture_output=True, text=True, check=False, start_new_session=True)
     seconds = time.monotonic() - started
     if done.returncode != 0:
         raise RuntimeError(f"{command[0]} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    check(source, target)
     return seconds
 
 
@@ -371,9 +384,8 @@ def main() -> None:
             parallel = raw_pipes(source, target, parallel=True)
             serial = raw_pipes(source, target, parallel=False)
             check(source, target)
-            if args.peers:
+            if args.peers and target.engine == "postgres":
                 peers.append(run_peer(source, target))
-                check(source, target)
             copy_s, whole_s, peak = run_ours(config, target, source.engine)
             check(source, target)
             limits.append(min(parallel, serial))
