@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,13 +125,17 @@ class SnapshotCopier:
         self._stop = stop or threading.Event()
         self._watermark_timeout_s = watermark_timeout_s
         self._throttle = _Throttle(config.snapshot.max_mb_per_s)
-        self._proof: Future[None]
+        self._proof: _Proof
         self._background: ThreadPoolExecutor
 
     # -- the run -------------------------------------------------------------------------------
     def run(self, names: list[str] | None = None, *, restart: bool = False) -> list[TableResult]:
         tables = self._resolve(names)
-        self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="replicator-snapshot")
+        # The proof that the stream runs (a watermark through Kafka, ~1 s) is taken while the schema
+        # is created and the tables are held and planned; the snapshot opens only once it holds. A
+        # daemon thread: when nothing is left to copy, nobody waits for it.
+        self._proof = _Proof(self._prove_streaming)
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replicator-snapshot")
         try:
             return self._run(tables, restart)
         finally:
@@ -149,10 +153,6 @@ class SnapshotCopier:
             writer.ensure_state()
             jobs: list[TableJob] = []
             entries = {t: None if restart else target.ledger_table(t.qualified) for t in tables}
-            if any(e is None or e.state != "released" for e in entries.values()):
-                # The proof that the stream runs (a watermark through Kafka, ~1 s) is taken while the
-                # tables are held and planned; the snapshot is opened only once it holds.
-                self._proof = self._background.submit(self._prove_streaming)
             for table, entry in entries.items():
                 if entry is not None and entry.state == "released":
                     results.append(TableResult(table.qualified, "already released", len(entry.chunks),
@@ -243,7 +243,7 @@ class SnapshotCopier:
         pending = [(job, chunk) for job in jobs for chunk in job.pending]
         point: SnapshotPoint | None = None
         if pending:
-            self._proof.result()
+            self._proof.wait()
             point = planner.export()
             self._say(f"copying {len(pending)} chunk(s) of {len(jobs)} table(s) with "
                       f"{min(self._config.snapshot.workers, len(pending))} worker(s)")
@@ -412,6 +412,27 @@ class SnapshotCopier:
         self._say(f"{job.name}: {copied} rows copied in {len(job.done)} chunk(s), {target_rows} in the target, "
                   f"{counted}; released to the change stream")
         return TableResult(job.name, "released", len(job.done), copied, target_rows, source_rows, seconds)
+
+
+class _Proof(threading.Thread):
+    """Runs the watermark proof in the background; `wait` returns once it held, or raises its error."""
+
+    def __init__(self, prove: Callable[[], None]) -> None:
+        super().__init__(name="replicator-watermark", daemon=True)
+        self._prove = prove
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._prove()
+        except BaseException as exc:
+            self._error = exc
+
+    def wait(self) -> None:
+        self.join()
+        if self._error is not None:
+            raise self._error
 
 
 class _Counted:
