@@ -58,6 +58,7 @@ class Router:
         if gates == self._gates:
             return False
         self._gates = gates
+        self._targets.clear()  # a copy may have dropped and re-added a table's primary key: describe again
         self._filters = {name: SnapshotFilter.parse(g.filter, name)
                          for name, g in gates.items() if g.state == "filter" and g.filter}
         return True

@@ -140,6 +140,7 @@ class LedgerTable:
     chunks: dict[int, tuple[int, str]]  # chunk → (rows, position JSON) of the chunks committed
     source_rows: int | None = None
     target_rows: int | None = None
+    deferred_key: str | None = None  # the primary key dropped for the load, to add back before the release
 
 
 @dataclass(frozen=True)
@@ -355,15 +356,23 @@ class SnapshotTarget(Protocol):
         ...
 
     def load_chunk(self, load: ChunkLoad, blocks: SourceRows) -> tuple[int, int]:
-        """One transaction: delete the chunk's key range, load the blocks, check that the target
+        """One transaction: load the blocks (the range is empty: see start_table), check that the target
         loaded as many rows as the source sent (`verify_rows`), record the chunk and its position in
         the ledger; commit. (rows, bytes) loaded."""
         ...
 
     def ledger_table(self, source_table: str) -> LedgerTable | None: ...
 
-    def start_table(self, source_table: str, target_table: str, plan: str) -> None:
-        """(Re)start a table's copy with this plan: its earlier chunk entries are forgotten."""
+    def start_table(self, source_table: str, target: TableId, plan: str) -> str | None:
+        """(Re)start a table's copy with this plan, in one transaction: its earlier chunk entries are
+        forgotten and the target table is emptied (every key range is loaded again; the table is
+        held, so nothing else writes it). Where the engine gains by it, the primary key is dropped
+        too (loading first and building the index once is faster) and the statement that adds it
+        back is returned (and kept in the ledger); else None."""
+        ...
+
+    def restore_key(self, table: TableId, statement: str) -> None:
+        """Add back a primary key `start_table` dropped (idempotent)."""
         ...
 
     def finish_table(self, source_table: str, state: str, source_rows: int | None, target_rows: int | None,

@@ -1,7 +1,8 @@
 """MySQL/MariaDB as a snapshot target: chunk loads by LOAD DATA LOCAL INFILE, and the chunk ledger.
 
-A chunk is one transaction (DELETE of the key range, LOAD DATA, ledger row, COMMIT: none of them
-commits implicitly), in a session with FOREIGN_KEY_CHECKS=0, READ COMMITTED and time zone UTC.
+A table's copy starts with one transaction that resets its ledger entry and empties the table. A
+chunk is then one transaction (LOAD DATA, ledger row, COMMIT: none of them commits implicitly), in
+a session with FOREIGN_KEY_CHECKS=0, READ COMMITTED and time zone UTC.
 pymysql sends LOAD DATA LOCAL from a file it opens by name: a named pipe, which a feeder thread fills
 from the source stream, so reading the source and loading the target overlap and memory stays one
 pipe buffer whatever the chunk size. `LOCAL` turns errors into warnings, so before the commit the
@@ -30,7 +31,7 @@ import pymysql
 from replicator.config import Endpoint
 from replicator.dialects.base import Block, ChunkLoad, LedgerTable, SourceRows, verify_rows
 from replicator.dialects.mysql import connect, quote_identifier
-from replicator.dialects.mysql_snapshot import SPATIAL_TYPES, range_condition
+from replicator.dialects.mysql_snapshot import SPATIAL_TYPES
 from replicator.errors import SnapshotError
 from replicator.model import TableId
 
@@ -88,7 +89,6 @@ class MySQLSnapshotTarget:
         return {str(n): (t.decode() if isinstance(t, bytes) else str(t)).lower() for n, t in rows} or None
 
     def load_chunk(self, load: ChunkLoad, blocks: SourceRows) -> tuple[int, int]:
-        where, params = range_condition(load.key, load.kinds, load.low, load.high)
         targets, sets = [], []
         for i, column in enumerate(load.columns):
             kind = load.transfer.target_types.get(column, "")
@@ -113,7 +113,6 @@ class MySQLSnapshotTarget:
             with self._conn.cursor() as cur:
                 cur.execute("BEGIN")
                 try:
-                    cur.execute(f"DELETE FROM {_table(load.table)} WHERE {where}", params)
                     rows = int(cur.execute(statement, (fifo,)))
                     feeder.join()  # the server read to the end: the feeder closed the pipe
                     if feeder.error is not None:  # the source failed: what was loaded is a part only
@@ -152,16 +151,24 @@ class MySQLSnapshotTarget:
                            None if source_rows is None else int(source_rows),
                            None if target_rows is None else int(target_rows))
 
-    def start_table(self, source_table: str, target_table: str, plan: str) -> None:
+    def restore_key(self, table: TableId, statement: str) -> None:
+        raise AssertionError("MySQL targets keep their primary key while they load")  # start_table never drops it
+
+    def start_table(self, source_table: str, target: TableId, plan: str) -> str | None:
+        # Emptied by DELETE (TRUNCATE would commit implicitly). The primary key stays: InnoDB stores
+        # rows in its order, and dropping it would rebuild the table twice.
+        target_table = target.qualified
         with self._conn.cursor() as cur:
             cur.execute("BEGIN")
             cur.execute(f"DELETE FROM {self._state}.snapshot_chunks WHERE source_table = %s", (source_table,))
+            cur.execute(f"DELETE FROM {_table(target)}", ())  # () : pymysql %-formats, as `_ident` expects
             cur.execute(f"INSERT INTO {self._state}.snapshot_tables (source_table, target_table, plan, state)"
                         " VALUES (%s, %s, %s, 'copying') ON DUPLICATE KEY UPDATE target_table = VALUES(target_table),"
                         " plan = VALUES(plan), state = 'copying', source_rows = NULL, target_rows = NULL,"
                         " sequences = NULL, started_at = CURRENT_TIMESTAMP(6), finished_at = NULL",
                         (source_table, target_table, plan))
             cur.execute("COMMIT")
+        return None
 
     def finish_table(self, source_table: str, state: str, source_rows: int | None, target_rows: int | None,
                      sequences: str | None) -> None:

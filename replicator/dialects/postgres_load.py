@@ -1,9 +1,11 @@
 """PostgreSQL as a snapshot target: chunk loads and the chunk ledger in our state schema.
 
-A chunk is one target transaction: delete the chunk's key range (rows the applier wrote before the
-table was held, or nothing), COPY the rows in, record the chunk in `snapshot_chunks` with the
-snapshot position it was read at, commit. Rows and ledger entry commit together: after a crash a
-chunk is either wholly there and recorded, or absent and unrecorded (copied again on resume).
+A table's copy starts (`start_table`) in one transaction that resets its ledger entry, empties the
+table (rows the applier wrote before the hold are in the snapshot anyway) and drops its primary key
+for the load. A chunk is then one target transaction: COPY the rows in, record the chunk in
+`snapshot_chunks` with the snapshot position it was read at, commit. Rows and ledger entry commit
+together: after a crash a chunk is either wholly there and recorded, or absent and unrecorded
+(copied again on resume); the primary key is added back before the table is released.
 The session runs with `session_replication_role = replica`, as the applier's: foreign keys between
 tables copied in any order do not block.
 """
@@ -15,7 +17,6 @@ from psycopg import sql
 
 from replicator.config import Endpoint
 from replicator.dialects.base import ChunkLoad, LedgerTable, SourceRows, verify_rows
-from replicator.dialects.postgres_snapshot import range_condition
 from replicator.dialects.postgres_target import _DESCRIBE, writing_session
 from replicator.model import TableId
 
@@ -46,11 +47,8 @@ class PostgresSnapshotTarget:
         """One transaction: replace the chunk's key range by the streamed rows and record the chunk.
         Returns (rows, bytes)."""
         target = sql.Identifier(load.table.schema, load.table.name)
-        condition = range_condition(load.key, load.kinds, load.low, load.high) if load.kinds is not None \
-            else sql.SQL("true")
         size = 0
         with self._conn.transaction(), self._conn.cursor() as cur:
-            cur.execute(sql.SQL("DELETE FROM {} WHERE {}").format(target, condition))
             statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
                 target, sql.SQL(", ").join(sql.Identifier(c) for c in load.columns),
                 sql.SQL(" (FORMAT binary)" if load.transfer.binary else ""))
@@ -68,8 +66,8 @@ class PostgresSnapshotTarget:
     # -- the ledger ----------------------------------------------------------------------------
     def ledger_table(self, source_table: str) -> LedgerTable | None:
         row = self._conn.execute(
-            sql.SQL("SELECT target_table, plan, state, source_rows, target_rows FROM {}.snapshot_tables"
-                    " WHERE source_table = %s").format(self._state), (source_table,)).fetchone()
+            sql.SQL("SELECT target_table, plan, state, source_rows, target_rows, deferred_key"
+                    " FROM {}.snapshot_tables WHERE source_table = %s").format(self._state), (source_table,)).fetchone()
         if row is None:
             return None
         chunks = self._conn.execute(
@@ -77,18 +75,58 @@ class PostgresSnapshotTarget:
                     ).format(self._state), (source_table,)).fetchall()
         return LedgerTable(source_table, str(row[0]), str(row[1]), str(row[2]),
                            {int(c): (int(r), str(p)) for c, r, p in chunks},
-                           None if row[3] is None else int(row[3]), None if row[4] is None else int(row[4]))
+                           None if row[3] is None else int(row[3]), None if row[4] is None else int(row[4]),
+                           None if row[5] is None else str(row[5]))
 
-    def start_table(self, source_table: str, target_table: str, plan: str) -> None:
+    def start_table(self, source_table: str, target: TableId, plan: str) -> str | None:
+        table = sql.Identifier(target.schema, target.name)
+        regclass = table.as_string(self._conn)
         with self._conn.transaction():
             self._conn.execute(sql.SQL("DELETE FROM {}.snapshot_chunks WHERE source_table = %s").format(self._state),
                                (source_table,))
+            previous = self._conn.execute(
+                sql.SQL("SELECT deferred_key FROM {}.snapshot_tables WHERE source_table = %s").format(self._state),
+                (source_table,)).fetchone()
+            self._empty(table)
+            # An empty table loads faster without its primary key, built once afterwards from all the
+            # rows instead of maintained row by row (measured here: 1.49 + 1.28 s against 3.87 s for
+            # 2M narrow rows). The statement that adds the key back is in the ledger, committed with
+            # the drop (and carried over when a restart finds the key still dropped). Not when a
+            # foreign key refers to the table (the key cannot go).
+            restore = previous[0] if previous is not None and previous[0] is not None else None
+            key = self._conn.execute(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass"
+                " AND contype = 'p' AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.confrelid = %s::regclass)",
+                (regclass, regclass)).fetchone()
+            if key is not None:
+                name = sql.Identifier(str(key[0]))
+                restore = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                    table, name, sql.SQL(str(key[1]))).as_string(self._conn)
+                self._conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(table, name))
             self._conn.execute(
-                sql.SQL("INSERT INTO {}.snapshot_tables (source_table, target_table, plan, state)"
-                        " VALUES (%s, %s, %s, 'copying') ON CONFLICT (source_table) DO UPDATE SET"
+                sql.SQL("INSERT INTO {}.snapshot_tables (source_table, target_table, plan, state, deferred_key)"
+                        " VALUES (%s, %s, %s, 'copying', %s) ON CONFLICT (source_table) DO UPDATE SET"
                         " target_table = EXCLUDED.target_table, plan = EXCLUDED.plan, state = 'copying',"
                         " source_rows = NULL, target_rows = NULL, sequences = NULL, started_at = now(),"
-                        " finished_at = NULL").format(self._state), (source_table, target_table, plan))
+                        " finished_at = NULL, deferred_key = EXCLUDED.deferred_key").format(self._state),
+                (source_table, target.qualified, plan, restore))
+        return restore
+
+    def _empty(self, table: sql.Identifier) -> None:
+        """TRUNCATE (transactional here); DELETE when a foreign key refers to the table."""
+        try:
+            with self._conn.transaction():  # a savepoint
+                self._conn.execute(sql.SQL("TRUNCATE {}").format(table))
+        except psycopg.errors.FeatureNotSupported:
+            self._conn.execute(sql.SQL("DELETE FROM {}").format(table))
+
+    def restore_key(self, table: TableId, statement: str) -> None:
+        target = sql.Identifier(table.schema, table.name)
+        present = self._conn.execute("SELECT 1 FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
+                                     (target.as_string(self._conn),)).fetchone()
+        if present is None:
+            self._conn.execute(statement)
+            self._conn.execute(sql.SQL("ANALYZE {}").format(target))
 
     def finish_table(self, source_table: str, state: str, source_rows: int | None, target_rows: int | None,
                      sequences: str | None) -> None:

@@ -86,6 +86,7 @@ def _state_ddl(schema: str) -> list[sql.Composed]:
             " rows bigint NOT NULL, bytes bigint NOT NULL, position text NOT NULL,"
             " copied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (source_table, chunk))"
         ).format(s),
+        sql.SQL("ALTER TABLE {}.snapshot_tables ADD COLUMN IF NOT EXISTS deferred_key text").format(s),
     ]
 
 

@@ -20,9 +20,13 @@ The hand-off
    topic, the rows every apply batch locks first; a batch re-reads the gates after that lock and is
    voided when they changed since it was planned. From the hold's commit on, no event of the table
    is applied (its partition is paused; its offset stays where it was).
-2. Copy: one target transaction per chunk deletes the chunk's key range (rows the applier wrote
-   before the hold; their transactions committed before V was taken, so V holds them or their
-   successors), loads the chunk's rows as V sees them, and records the chunk with V's position.
+2. Copy: the transaction that fixes the table's plan in the ledger also empties the target table
+   (rows the applier wrote before the hold: their transactions committed before any V was taken,
+   so every V holds them or their successors) and, on PostgreSQL, drops its primary key for the
+   load (the statement that adds it back is in the same ledger row). Then one target transaction
+   per chunk loads the chunk's rows as V sees them and records the chunk with V's position. The
+   chunk ranges are disjoint and nothing else writes the held table, so a chunk's range holds
+   nothing until its transaction commits; the primary key is added back before the release.
 3. Release: the gate becomes `filter`, carrying each chunk's range and position. The applier
    resumes at the table's stored offset and applies an event unless the copy of its chunk holds it
    (see above). Events not visible in V are exactly the ones the copy lacks, and Kafka holds all of
@@ -32,13 +36,15 @@ The hand-off
    (an event older than the copied row is never re-applied on top of it).
 
 What a crash leaves (kill -9 at any point, then `replicator snapshot` again)
+* before the plan's transaction commits: nothing of the table's copy exists; it starts over;
 * before or during a chunk's transaction: the chunk is not in the ledger and its rows are not in
   the target (rolled back); it is copied again, in the new run's view, whose position is recorded
   with it — the filter is per chunk, so chunks of one table may carry different positions;
 * after a chunk committed: it is in the ledger and is not copied again;
-* after all chunks, before the release: the table is still held; the next run compares counts and
-  releases it; after the release: the table is done (`--restart` copies it again on purpose: hold,
-  new plan, every range replaced, new filter).
+* after all chunks, before the release: the table is still held; the next run adds the primary
+  key back (if it is not there yet), compares counts and releases it; after the release: the table
+  is done (`--restart` copies it again on purpose: hold, new plan — the table emptied, a key still
+  dropped by an unfinished copy carried over — new filter).
 The plan (chunk bounds) is fixed in the ledger before the first chunk and reused on resume, so
 chunk numbers always mean the same key ranges, and the ranges cover the key space exactly.
 

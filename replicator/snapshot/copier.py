@@ -41,6 +41,7 @@ from replicator.dialects import (
 from replicator.dialects.base import (
     Block,
     ChunkLoad,
+    LedgerTable,
     SnapshotPoint,
     SnapshotSource,
     SnapshotTarget,
@@ -68,6 +69,7 @@ class TableJob:
     columns: tuple[str, ...]
     transfer: Transfer
     done: dict[int, tuple[int, str]]  # chunk → (rows, position JSON), committed
+    deferred_key: str | None = None  # the primary key dropped for the load (start_table), added back at the end
     lock: threading.Lock = field(default_factory=threading.Lock)
     bytes: int = 0
 
@@ -144,15 +146,22 @@ class SnapshotCopier:
     def _run(self, tables: list[TableId], restart: bool) -> list[TableResult]:
         config = self._config
         plan = self.schema_plan(tables)
-        apply_schema(config.target, plan, Phase.CREATE)  # tables that are missing; existing ones compared
         writer = target_writer_for(config.target, config.state_schema)
         target = snapshot_target_for(config.target, config.state_schema)
         planner = snapshot_source_for(config.source)
         results: list[TableResult] = []
         try:
             writer.ensure_state()
+            ledger = {t: target.ledger_table(t.qualified) for t in tables}
+            for table, entry in ledger.items():
+                if entry is not None and entry.deferred_key is not None and entry.state != "released":
+                    # an unfinished copy dropped this key: back first, so the table compares as
+                    # translated (the rest of its chunks then load with it)
+                    target.restore_key(TableId(*config.tables.target_for(table.schema, table.name)),
+                                       entry.deferred_key)
+            apply_schema(config.target, plan, Phase.CREATE)  # tables that are missing; existing ones compared
             jobs: list[TableJob] = []
-            entries = {t: None if restart else target.ledger_table(t.qualified) for t in tables}
+            entries = {t: None if restart else e for t, e in ledger.items()}
             for table, entry in entries.items():
                 if entry is not None and entry.state == "released":
                     results.append(TableResult(table.qualified, "already released", len(entry.chunks),
@@ -160,8 +169,7 @@ class SnapshotCopier:
                                                entry.source_rows, 0.0))
                     continue
                 writer.write_gate(table.qualified, "hold", None, [self._partition(table)])
-                jobs.append(self._job(table, planner, target, None if entry is None else entry.plan,
-                                      None if entry is None else entry.chunks))
+                jobs.append(self._job(table, planner, target, entry))
             if jobs:
                 self._say(f"holding the change events of {len(jobs)} table(s) while they are copied")
                 results.extend(self._copy(jobs, planner, target, writer))
@@ -215,8 +223,8 @@ class SnapshotCopier:
     def _partition(self, table: TableId) -> tuple[str, int]:
         return (topic_for(self._config.kafka.topic_prefix, table), 0)
 
-    def _job(self, table: TableId, planner: SnapshotSource, target: SnapshotTarget, plan_text: str | None,
-             done: dict[int, tuple[int, str]] | None) -> TableJob:
+    def _job(self, table: TableId, planner: SnapshotSource, target: SnapshotTarget,
+             entry: LedgerTable | None) -> TableJob:
         schema, name = self._config.tables.target_for(table.schema, table.name)
         target_table = TableId(schema, name)
         shape = planner.shape(table)
@@ -228,14 +236,14 @@ class SnapshotCopier:
         if missing:
             raise SnapshotError(f"the target table {target_table} lacks column(s) {', '.join(missing)} of {table}",
                                 hint="add them on the target, or recreate the table with replicator schema")
-        if plan_text is None:
+        if entry is None:
             plan = TablePlan.make(shape, planner.split_points(shape, self._config.snapshot.chunk_rows))
-            target.start_table(table.qualified, target_table.qualified, plan.to_json())
-            done = {}
+            deferred = target.start_table(table.qualified, target_table, plan.to_json())
+            done: dict[int, tuple[int, str]] = {}
         else:
-            plan = TablePlan.from_json(plan_text, table.qualified)
+            plan, deferred, done = TablePlan.from_json(entry.plan, table.qualified), entry.deferred_key, entry.chunks
         transfer = transfer_for(self._config.source, self._config.target, dict(shape.columns), target_types)
-        return TableJob(table, target_table, shape, plan, shape.names, transfer, dict(done or {}))
+        return TableJob(table, target_table, shape, plan, shape.names, transfer, dict(done), deferred)
 
     def _copy(self, jobs: list[TableJob], planner: SnapshotSource, target: SnapshotTarget,
               writer: Any) -> list[TableResult]:
@@ -400,6 +408,10 @@ class SnapshotCopier:
         if source_rows is not None and source_rows != copied:
             raise SnapshotError(f"{job.name}: {source_rows} rows in the source snapshot, {copied} copied",
                                 hint=f"run replicator snapshot --restart {job.name}")
+        if job.deferred_key is not None:
+            started = time.monotonic()
+            target.restore_key(job.target, job.deferred_key)
+            self._say(f"{job.name}: primary key built in {time.monotonic() - started:.2f} s")
         sequences = orjson.dumps(planner.sequences(job.source)).decode()
         target.finish_table(job.name, "copied", source_rows, target_rows, sequences)
         faults.reach("snapshot.before-release")

@@ -129,6 +129,11 @@ def assert_same(s: Scenario, proc: ApplyProcess) -> None:
     wait_equal(s, f"SELECT n, tag, count(*) FROM {ns}.journal GROUP BY n, tag ORDER BY n, tag", timeout_s=60,
                proc=proc)
     assert target_rows(s, f"SELECT count(*) FROM {ns}.nothing") == [(0,)]
+    # the primary keys the load went without are back (a resumed copy adds them back too)
+    keys = target_rows(s, "SELECT c.relname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid"
+                          f" JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{ns}' AND k.contype = 'p'"
+                          " ORDER BY 1")
+    assert keys == [("items",), ("nothing",), ("pairs",), ("words",)], keys
 
 
 def ledger(s: Scenario) -> dict[str, tuple[str, int]]:
