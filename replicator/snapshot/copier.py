@@ -270,8 +270,28 @@ class SnapshotCopier:
         sources = {j.name: planner.count(j.source) for j in in_snapshot}
         counted = targets.result()
         planner.leave()
+        self._restore_keys([j for j in jobs if j.deferred_key is not None and not j.pending])
         return [self._finish(job, (target, writer, planner), (sources.get(job.name), counted[job.name]),
                              time.monotonic() - started) for job in jobs]
+
+    def _restore_keys(self, jobs: list[TableJob]) -> None:
+        """Build the primary keys the loads went without, several tables at once (one connection each)."""
+        if not jobs:
+            return
+        started = time.monotonic()
+
+        def restore(job: TableJob) -> None:
+            assert job.deferred_key is not None
+            target = snapshot_target_for(self._config.target, self._config.state_schema)
+            try:
+                target.restore_key(job.target, job.deferred_key)
+            finally:
+                target.close()
+
+        with ThreadPoolExecutor(max_workers=min(self._config.snapshot.workers, len(jobs)),
+                                thread_name_prefix="replicator-key") as pool:
+            list(pool.map(restore, jobs))
+        self._say(f"built {len(jobs)} primary key(s) in {time.monotonic() - started:.2f} s")
 
     def _prove_streaming(self) -> None:
         config = self._config
@@ -408,10 +428,6 @@ class SnapshotCopier:
         if source_rows is not None and source_rows != copied:
             raise SnapshotError(f"{job.name}: {source_rows} rows in the source snapshot, {copied} copied",
                                 hint=f"run replicator snapshot --restart {job.name}")
-        if job.deferred_key is not None:
-            started = time.monotonic()
-            target.restore_key(job.target, job.deferred_key)
-            self._say(f"{job.name}: primary key built in {time.monotonic() - started:.2f} s")
         sequences = orjson.dumps(planner.sequences(job.source)).decode()
         target.finish_table(job.name, "copied", source_rows, target_rows, sequences)
         faults.reach("snapshot.before-release")
