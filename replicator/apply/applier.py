@@ -366,22 +366,25 @@ class ChangeApplier:
             return work  # transaction markers, schema history: nothing to apply
         stored = self._planned[partition].position
         accepted_key_change_delete = False
+        decode = self._decoder.decode
+        number = partition[1]
+        events = work.events
         for message in messages:
             try:
-                record = self._decoder.decode(topic, partition[1], _offset_of(message), message.key(),
-                                              message.value(), message.headers(),  # type: ignore[arg-type]
-                                              message.timestamp()[1])
+                record = decode(topic, number, _offset_of(message), message.key(), message.value(),
+                                message.headers(), message.timestamp()[1])  # type: ignore[arg-type]
             except DecodeError as exc:
                 self._reject_undecodable(message, exc, letters)
                 continue
             if isinstance(record, Heartbeat):
                 self._lag.heartbeat(record.source_ts_ms)
                 continue
-            if not isinstance(record, ChangeEvent | SchemaChange | LogicalMessage):
+            # A tuple, not `A | B | C`: that builds two union objects per message.
+            if not isinstance(record, (ChangeEvent, SchemaChange, LogicalMessage)):
                 continue  # tombstones, transaction markers
             position = record.position
-            if position is not None and not position.ordered:
-                position = None  # first transaction of a fresh connector: see SourcePosition.ordered
+            if position is not None and position.major <= 0:
+                position = None  # not `ordered`: first transaction of a fresh connector (see SourcePosition)
             if position is not None and stored is not None:
                 duplicate = position < stored or (position == stored and not (
                     isinstance(record, ChangeEvent) and record.old_key is not None and accepted_key_change_delete))
@@ -394,7 +397,7 @@ class ChangeApplier:
             work.source_ts_ms = record.source_ts_ms
             if isinstance(record, ChangeEvent):
                 accepted_key_change_delete = record.op == "d" and record.new_key is not None
-                work.events.append(record)
+                events.append(record)
             elif isinstance(record, SchemaChange):
                 work.schema_changes.append(record)
         tail = incomplete_key_change_tail(work.events)
