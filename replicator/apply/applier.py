@@ -313,8 +313,13 @@ class ChangeApplier:
         """Steps 1-4 (main thread): decode, drop duplicates, route, DDL, plan."""
         started = time.monotonic()
         by_partition: dict[Partition, list[Message]] = defaultdict(list)
-        for message in messages:
-            by_partition[_partition_of(message)].append(message)
+        last: tuple[str | None, int | None] = (None, None)
+        run: list[Message] = []
+        for message in messages:  # a partition's messages come in runs: one lookup per run
+            if message.partition() != last[1] or message.topic() != last[0]:
+                last = (message.topic(), message.partition())
+                run = by_partition[_partition_of(message)]
+            run.append(message)
         held = set(self._router.held_partitions(list(by_partition)))
         for partition in sorted(held):  # gated after the fetch: leave its events where they are
             self._consumer.seek(partition, _offset_of(by_partition.pop(partition)[0]))

@@ -100,10 +100,15 @@ class _Run:
         self.states: dict[Key, tuple[str, Row | None]] = {}
         self.events: list[ChangeEvent] = []
         self._same_columns: tuple[str, ...] | None = None  # an event schema's columns = the target's
+        self._single_key = table.key[0] if len(table.key) == 1 else None
 
     def add(self, event: ChangeEvent) -> None:
         self.events.append(event)
-        key = key_of(self.table, event)
+        single = self._single_key
+        if single is not None and event.key is not None and single in event.key:
+            key: Key = (event.key[single],)  # `key_of` for a one-column key, inlined
+        else:
+            key = key_of(self.table, event)
         previous = self.states.get(key)
         if event.op == "d":
             self.states[key] = ("delete", None)
