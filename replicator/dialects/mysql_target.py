@@ -25,7 +25,9 @@ as many rows as were sent; otherwise the stage is emptied and the same rows go t
 which raises the error the value deserves. The file's fields are what the INSERT would bind, written
 as the INSERT's literals would be (CHARACTER SET binary: no conversion, so only tables whose text
 columns are utf8mb4 take this path; BIT values as big-endian bytes, since LOAD DATA stores a BIT
-field's bytes, not its digits); a value of any other type sends the batch to the INSERT.
+field's bytes, not its digits); a value of any other type sends the batch to the INSERT. The file
+is written column by column (`column_fields`: one comprehension where a column's values share one
+type, otherwise value by value; the same bytes either way).
 
 The session: autocommit with explicit BEGIN/COMMIT; `time_zone = '+00:00'` (naive datetimes are UTC
 wall clock, as Debezium sends them); `foreign_key_checks = 0` (tables arrive in any order); strict
