@@ -90,15 +90,25 @@ def restrict(table: TargetTable, row: Row) -> Row:
 
 
 class _Run:
+    """One run's coalesced state per key. Invariant: a row in `states` holds target columns only
+    (`restrict`), and one that holds all of them has them in the target's order (`merge` relies on
+    it): rows come from `restrict`, which keeps that order, and a merge keeps the full earlier row's
+    key order, takes a full later row as it is, or re-orders when two partial rows make a full one."""
+
     def __init__(self, table: TargetTable) -> None:
         self.table = table
         self.states: dict[Key, tuple[str, Row | None]] = {}
         self.events: list[ChangeEvent] = []
         self._same_columns: tuple[str, ...] | None = None  # an event schema's columns = the target's
+        self._single_key = table.key[0] if len(table.key) == 1 else None
 
     def add(self, event: ChangeEvent) -> None:
         self.events.append(event)
-        key = key_of(self.table, event)
+        single = self._single_key
+        if single is not None and event.key is not None and single in event.key:
+            key: Key = (event.key[single],)  # `key_of` for a one-column key, inlined
+        else:
+            key = key_of(self.table, event)
         previous = self.states.get(key)
         if event.op == "d":
             self.states[key] = ("delete", None)
@@ -121,7 +131,13 @@ class _Run:
             # which the update step reports (rows matched < rows sent).
             self.states[key] = ("delete_update", row) if partial else ("replace", row)
             return
-        merged = {**(old or {}), **row}
+        width = len(self.table.names)
+        if len(row) == width:
+            merged = row  # carries every target column: equal to {**old, **row}, without the copy
+        else:
+            merged = {**(old or {}), **row}
+            if len(merged) == width and (old is None or len(old) != width):
+                merged = restrict(self.table, merged)  # two partial rows made a full one: target order
         self.states[key] = (kind, merged)
 
     def merge(self) -> Merge | None:
@@ -136,7 +152,7 @@ class _Run:
                 step.deletes.append(key)
             if kind in ("upsert", "replace") and row is not None:
                 if len(row) == len(names):  # row keys are target names (restrict), so: all of them
-                    whole.append(tuple(map(row.__getitem__, names)))
+                    whole.append(tuple(row.values()))  # in the target's order (see the class)
                     continue
                 full = {**dict(zip(key_names, key, strict=True)), **row}
                 columns = tuple(n for n in self.table.names if n in full)

@@ -230,6 +230,14 @@ class ChangeConsumer:
                                           hint="check the brokers") from None
         return int(low), int(high)
 
+    def fetched_high_watermark(self, partition: Partition) -> int:
+        """The high watermark the last fetch response carried (no broker round trip); -1 if none."""
+        try:
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(*partition), cached=True)
+        except KafkaException:
+            return -1
+        return int(high) if high is not None and high >= 0 else -1
+
     def commit_for_monitoring(self, offsets: dict[Partition, int]) -> None:
         """Kafka's committed offsets mirror ours so that lag tools see progress; never read back."""
         if not offsets:

@@ -65,7 +65,9 @@ _ROW_OPS = frozenset({"c", "r", "u", "d", "t"})
 _NEEDS_AFTER = frozenset({"c", "r", "u"})
 _NO_COLUMNS: frozenset[str] = frozenset()
 _OLD_KEY, _NEW_KEY = "__debezium.oldkey", "__debezium.newkey"
+_MISSING: Any = object()
 _CONVERSION_ERRORS = (ValueError, TypeError, ArithmeticError, KeyError, OverflowError)
+_POSITION_ERRORS = (*_CONVERSION_ERRORS, AttributeError, orjson.JSONDecodeError)
 
 _ROW, _MESSAGE, _SCHEMA_CHANGE, _TRANSACTION, _HEARTBEAT, _UNKNOWN = range(6)
 _PG, _BINLOG = "pg", "binlog"
@@ -73,6 +75,9 @@ _PG, _BINLOG = "pg", "binlog"
 # One column of a compiled row: (name, expected JSON type, converter, fallback, optional, TOAST markers)
 _Column = tuple[str, type, Converter | None, Converter | None, bool, tuple[Any, ...] | None]
 _T = TypeVar("_T")
+# NamedTuple classes get a `__new__` written in Python; `tuple.__new__(cls, (…))` builds the same
+# object without that frame (one RecordRef and one SourcePosition per event).
+_tuple_new = tuple.__new__
 
 
 class RowDecoder:
@@ -172,18 +177,32 @@ class EnvelopeDecoder:
         self._keys: dict[bytes, RowDecoder] = {}
         self._tables: dict[tuple[Any, Any], TableId] = {}  # (schema or db, table) as the source names them
         self.compiled_schemas = 0  # value schemas compiled so far (a cache miss each)
-        self._last: dict[str, tuple[bytes, Any]] = {}  # per kind: the last schema bytes that hit
+        # Per kind: the last schema bytes that hit, and their compiled decoder (see `_repeat_of_last`).
+        self._last_value: tuple[bytes, _ValueSchema] | None = None
+        self._last_key: tuple[bytes, RowDecoder] | None = None
         self.compiled_key_schemas = 0
 
     def decode(  # noqa: PLR0917 - the fields of a confluent-kafka Message, in its order
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
         headers: list[tuple[str, bytes | None]] | None, timestamp_ms: int,
     ) -> Record:
-        ref = RecordRef(topic, partition, offset)
+        ref: RecordRef = _tuple_new(RecordRef, (topic, partition, offset))
         if not value or value == b"null":
             new_key = self._header_key(ref, key, headers, _NEW_KEY) if headers else None
             return Tombstone(ref, timestamp_ms, new_key)
-        compiled, payload = self._lookup(ref, value, self._values, self._compile_value, "value")
+        # The fast path of `_lookup`, inlined (see `_repeat_of_last`): the value schema of the last one.
+        last = self._last_value
+        payload: Any = _MISSING
+        if last is not None and value.startswith(_SCHEMA_PREFIX) and value[-1:] == b"}":
+            schema, compiled = last
+            end = 10 + len(schema)
+            if value.startswith(schema, 10) and value.startswith(_PAYLOAD_SEPARATOR, end):
+                try:  # noqa: SIM105 - suppress() would cost a context manager per event
+                    payload = orjson.loads(value[end + 11 : -1])
+                except orjson.JSONDecodeError:
+                    pass  # the full parse says what is wrong
+        if payload is _MISSING:
+            compiled, payload = self._lookup(ref, value, self._values, self._compile_value, "value")
         if type(payload) is not dict:
             raise DecodeError(f"cannot decode {ref}: the value payload is {json_type(payload)}, expected an object")
         kind = compiled.kind
@@ -204,6 +223,8 @@ class EnvelopeDecoder:
 
     def _change(self, ref: RecordRef, compiled: _ValueSchema, payload: dict[str, Any], key: bytes | None, *,
                 headers: list[tuple[str, bytes | None]] | None, timestamp_ms: int) -> ChangeEvent:
+        # Per event: kept to few Python calls (the cache hits of `_table`, `_position` and `_int` are
+        # inlined; each of them is called on a miss or to raise its error).
         op = payload.get("op")
         if op not in _ROW_OPS:
             raise DecodeError(f"cannot decode {ref}: unknown op {op!r}")
@@ -225,11 +246,28 @@ class EnvelopeDecoder:
         if txid is not None and type(txid) is not int:
             raise DecodeError(f"cannot decode {ref}: source 'txId' is {json_type(txid)}, expected an integer")
         key_decoder, key_row = self._key(ref, key)
+        flavour = compiled.flavour
+        table = self._tables.get((source.get("schema") if flavour == _PG else source.get("db"), source.get("table")))
+        if table is None:
+            table = self._table(ref, compiled, source)
+        position: SourcePosition | None = None
+        if streaming:
+            try:
+                if flavour == _PG:
+                    last_commit, lsn = orjson.loads(source["sequence"])
+                    position = _tuple_new(SourcePosition, (int(last_commit or 0), int(lsn), 0))
+                else:
+                    position = _tuple_new(SourcePosition, (int(source["file"].rpartition(".")[2]),
+                                                           int(source["pos"]), int(source.get("row") or 0)))
+            except _POSITION_ERRORS:
+                position = self._position(ref, flavour, source)  # the other forms, or the error
+        ts_ms = source.get("ts_ms")
+        if type(ts_ms) is not int:
+            ts_ms = _int(ref, source, "ts_ms")
         event = ChangeEvent(
-            ref, op, self._table(ref, compiled, source), key_row, before, after,
+            ref, op, table, key_row, before, after,
             frozenset(unavailable) if unavailable else _NO_COLUMNS,
-            self._position(ref, compiled.flavour, source) if streaming else None,
-            _int(ref, source, "ts_ms"), timestamp_ms, txid, None, None, not streaming,
+            position, ts_ms, timestamp_ms, txid, None, None, not streaming,
             after_decoder.columns, after_decoder.column_types,
         )
         if headers:
@@ -264,7 +302,7 @@ class EnvelopeDecoder:
             # binlog: "binlog.000004" → 4, then the event's position and its row inside the event
             file_number = int(source["file"].rpartition(".")[2])
             return SourcePosition(file_number, int(source["pos"]), int(source.get("row") or 0))
-        except (*_CONVERSION_ERRORS, AttributeError, orjson.JSONDecodeError) as exc:
+        except _POSITION_ERRORS as exc:
             raise DecodeError(f"cannot decode {ref}: no source position in {_position_fields(source)}: "
                               f"{exc!r}") from exc
 
@@ -273,7 +311,18 @@ class EnvelopeDecoder:
     def _key(self, ref: RecordRef, key: bytes | None) -> tuple[RowDecoder | None, Row | None]:
         if not key or key == b"null":
             return None, None  # a table without a primary key, or a truncate
-        decoder, payload = self._lookup(ref, key, self._keys, self._compile_key, "key")
+        last = self._last_key  # the fast path of `_lookup`, inlined (see `_repeat_of_last`)
+        payload: Any = _MISSING
+        if last is not None and key.startswith(_SCHEMA_PREFIX) and key[-1:] == b"}":
+            schema, decoder = last
+            end = 10 + len(schema)
+            if key.startswith(schema, 10) and key.startswith(_PAYLOAD_SEPARATOR, end):
+                try:  # noqa: SIM105 - suppress() would cost a context manager per event
+                    payload = orjson.loads(key[end + 11 : -1])
+                except orjson.JSONDecodeError:
+                    pass  # the full parse says what is wrong
+        if payload is _MISSING:
+            decoder, payload = self._lookup(ref, key, self._keys, self._compile_key, "key")
         if payload is None:
             return decoder, None
         return decoder, decoder.decode(payload, ref, "key")[0]
@@ -331,7 +380,7 @@ class EnvelopeDecoder:
     def _repeat_of_last(self, data: bytes, what: str) -> tuple[Any, Any] | None:
         """Fastest path: the same schema bytes as the previous record of this kind (records come
         grouped by partition, so nearly always): a compare, no search, no hash of ~6 kB."""
-        last = self._last.get(what)
+        last: tuple[bytes, Any] | None = self._last_value if what == "value" else self._last_key
         if last is None or not data.startswith(last[0], 10):
             return None
         end = 10 + len(last[0])
@@ -341,6 +390,12 @@ class EnvelopeDecoder:
             return last[1], orjson.loads(data[end + 11 : -1])
         except orjson.JSONDecodeError:
             return None  # the full parse says what is wrong
+
+    def _remember(self, what: str, schema: bytes, compiled: Any) -> None:
+        if what == "value":
+            self._last_value = (schema, compiled)
+        else:
+            self._last_key = (schema, compiled)
 
     def _lookup(self, ref: RecordRef, data: bytes, cache: dict[bytes, _T],
                 compile_schema: Callable[[RecordRef, Any], _T], what: str) -> tuple[_T, Any]:
@@ -358,7 +413,7 @@ class EnvelopeDecoder:
                     except orjson.JSONDecodeError:
                         pass  # the full parse below says what is wrong
                     else:
-                        self._last[what] = (data[10:split], compiled)
+                        self._remember(what, data[10:split], compiled)
                         return compiled, payload
         try:
             document = orjson.loads(data)

@@ -31,7 +31,7 @@ import struct
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from typing import Any
 
 from replicator.events import ColumnType, Geometry
@@ -57,6 +57,10 @@ _DATE_MIN_DAYS, _DATE_MAX_DAYS = -719162, 2932896  # 0001-01-01 and 9999-12-31
 _DATE_INFINITY = {-2147472692: "infinity", -2147472691: "-infinity"}
 _TS_INFINITY_US = {9223372036825200000: "infinity", -9223372036832400000: "-infinity"}
 _TS_INFINITY_MS = {micros // 1000: text for micros, text in _TS_INFINITY_US.items()}
+# Scaling by a power of ten under this context never rounds (Decimal.scaleb rounds to the context's
+# precision, 28 digits by default): an exact decimal from an unscaled integer without going through text.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+_TIMEDELTA = dt.timedelta
 _FLOAT_WORDS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 _DECIMAL_WORDS = {"NAN": Decimal("NaN"), "POSITIVE_INFINITY": Decimal("Infinity"),
                   "NEGATIVE_INFINITY": Decimal("-Infinity"), "NaN": Decimal("NaN"),
@@ -221,7 +225,7 @@ def timestamp_from_us(micros: int) -> dt.datetime | str:
     if special is not None:
         return special
     try:
-        return _EPOCH + dt.timedelta(microseconds=micros)
+        return _EPOCH + _TIMEDELTA(0, 0, micros)  # (days, seconds, microseconds): positional is faster
     except OverflowError:
         days, rest = divmod(micros, 86_400_000_000)
         date, era = _date_literal(days)
@@ -305,11 +309,29 @@ def decimal_from_text(text: str) -> Decimal:
 
 
 def decimal_from_unscaled(raw: bytes, scale: int) -> Decimal:
-    """Exact: the unscaled big-endian two's-complement integer, then the exponent in text form
-    (Decimal.scaleb would round to the context's 28 digits)."""
+    """Exact: the unscaled big-endian two's-complement integer, scaled by 10**-scale under a context
+    that never rounds (`_EXACT`; the default context would round to 28 digits)."""
     if not raw:
         raise ColumnValueError("empty bytes are not a decimal")
-    return Decimal(f"{int.from_bytes(raw, 'big', signed=True)}E{-scale}")
+    return Decimal(int.from_bytes(raw, "big", signed=True)).scaleb(-scale, _EXACT)
+
+
+def _decimal_converter(scale: int) -> Converter:
+    """Debezium's Decimal (base64 of the unscaled integer) with a fixed scale: the hot path of
+    `decimal_from_unscaled`, one call instead of three."""
+    exponent = -scale
+    a2b, from_bytes, exact = binascii.a2b_base64, int.from_bytes, _EXACT
+
+    def convert(text: str) -> Decimal:
+        try:
+            raw = a2b(text, strict_mode=True)
+        except ValueError as exc:
+            raise ColumnValueError(f"invalid base64 ({exc})") from None
+        if not raw:
+            raise ColumnValueError("empty bytes are not a decimal")
+        return Decimal(from_bytes(raw, "big", signed=True)).scaleb(exponent, exact)
+
+    return convert
 
 
 def _int_parameter(schema: Mapping[str, Any], name: str, logical: str) -> int:
@@ -358,8 +380,7 @@ def _string_codec(name: str | None, schema: Mapping[str, Any], binary_mode: str)
 
 def _bytes_codec(name: str | None, schema: Mapping[str, Any]) -> Codec:
     if name == "org.apache.kafka.connect.data.Decimal":
-        scale = _int_parameter(schema, "scale", "Decimal")
-        return Codec(str, lambda text: decimal_from_unscaled(base64_bytes(text), scale))
+        return Codec(str, _decimal_converter(_int_parameter(schema, "scale", "Decimal")))
     if name == "io.debezium.data.Bits":
         fixed = source_type(schema) == "BIT"  # needs column.propagate.source.type (our templates set it)
         return Codec(str, _bits_converter(_int_parameter(schema, "length", "Bits"), fixed))

@@ -84,13 +84,18 @@ class Router:
         """The events to apply, per target table in order of first appearance; DDL for new columns."""
         grouped: dict[TableId, list[ChangeEvent]] = {}
         selected = self._selected
+        last: TableId | None = None  # events of one table come in runs (and share one TableId object)
+        run: list[ChangeEvent] | None = None
         for event in events:
             source = event.table
-            chosen = selected.get(source)
-            if chosen is None:
-                chosen = selected[source] = self._config.selects(source)
-            if chosen:
-                grouped.setdefault(source, []).append(event)
+            if source is not last:
+                last = source
+                chosen = selected.get(source)
+                if chosen is None:
+                    chosen = selected[source] = self._config.selects(source)
+                run = grouped.setdefault(source, []) if chosen else None
+            if run is not None:
+                run.append(event)
         result = []
         for source, table_events in grouped.items():
             table = self.target(source)

@@ -25,7 +25,9 @@ as many rows as were sent; otherwise the stage is emptied and the same rows go t
 which raises the error the value deserves. The file's fields are what the INSERT would bind, written
 as the INSERT's literals would be (CHARACTER SET binary: no conversion, so only tables whose text
 columns are utf8mb4 take this path; BIT values as big-endian bytes, since LOAD DATA stores a BIT
-field's bytes, not its digits); a value of any other type sends the batch to the INSERT.
+field's bytes, not its digits); a value of any other type sends the batch to the INSERT. The file
+is written column by column (`column_fields`: one comprehension where a column's values share one
+type, otherwise value by value; the same bytes either way).
 
 The session: autocommit with explicit BEGIN/COMMIT; `time_zone = '+00:00'` (naive datetimes are UTC
 wall clock, as Debezium sends them); `foreign_key_checks = 0` (tables arrive in any order); strict
@@ -261,9 +263,71 @@ def encoder_for(type_name: str) -> Encoder:
     return _bit_field if _base(type_name) == "bit" else _field
 
 
+# The file column by column (`column_fields`): where every non-null value of a column has one of
+# these types and its converter is one that passes such a value through `_plain`, the fields are
+# written by one comprehension, exactly as `_field(converter(value))` would write each of them;
+# any other column goes value by value. (On the benchmark's 8 columns: 0.88 → ~0.3 CPU-s per 200k
+# events, time the writer thread held the GIL.)
+def _int_fields(values: tuple[Any, ...]) -> list[bytes] | None:
+    return [_NULL if v is None else b"%d" % v for v in values]
+
+
+def _bool_fields(values: tuple[Any, ...]) -> list[bytes] | None:
+    return [_NULL if v is None else b"1" if v else b"0" for v in values]
+
+
+def _str_fields(values: tuple[Any, ...]) -> list[bytes] | None:
+    encoded = [_NULL if v is None else v.encode() for v in values]  # a lone surrogate raises: unloadable
+    if _SPECIAL.search(b"".join(e for e, v in zip(encoded, values, strict=True) if v is not None)):
+        return [_NULL if v is None else _escape(e) for e, v in zip(encoded, values, strict=True)]
+    return encoded
+
+
+def _decimal_fields(values: tuple[Any, ...]) -> list[bytes] | None:
+    if not all(v.is_finite() for v in values if v is not None):
+        return None  # `_plain` raises for it: value by value, so that it does
+    return [_NULL if v is None else format(v, "f").encode() for v in values]
+
+
+def _datetime_fields(values: tuple[Any, ...]) -> list[bytes] | None:
+    # str(d) is d.isoformat(" ") (and cheaper to call). In UTC, as the decoder makes every zoned
+    # timestamp, it ends "+00:00": cut, it is the naive value's text, without astimezone() + replace().
+    return [_NULL if v is None else (str(v) if v.tzinfo is None else str(v)[:-6] if v.tzinfo is dt.UTC
+                                     else str(v.astimezone(dt.UTC).replace(tzinfo=None))).encode()
+            for v in values]
+
+
+_PASSING = frozenset({"plain", "duration", "bits", "temporal", "delimited"})  # what they pass through `_plain`
+_COLUMN_FIELDS: dict[type, tuple[Callable[[tuple[Any, ...]], list[bytes] | None], frozenset[str]]] = {
+    int: (_int_fields, _PASSING),
+    bool: (_bool_fields, _PASSING),
+    str: (_str_fields, frozenset({"plain", "duration", "delimited"})),  # `_bits` parses it, `_temporal` refuses it
+    Decimal: (_decimal_fields, _PASSING),
+    dt.datetime: (_datetime_fields, _PASSING),
+}
+
+
+def column_fields(convert: Converter, encode: Encoder, values: tuple[Any, ...]) -> list[bytes]:
+    """One column's LOAD DATA fields: `encode(convert(value))` per value, `\\N` for NULL (see `_COLUMN_FIELDS`)."""
+    if encode is _field:
+        kinds = set(map(type, values))
+        kinds.discard(type(None))
+        if not kinds:
+            return [_NULL] * len(values)
+        if len(kinds) == 1:
+            fast = _COLUMN_FIELDS.get(kinds.pop())
+            if fast is not None and _CONVERTER_NAMES.get(convert) in fast[1]:
+                fields = fast[0](values)
+                if fields is not None:
+                    return fields
+    return [_NULL if v is None else encode(convert(v)) for v in values]
+
+
 _CONVERTERS: dict[str, Converter] = {"time": _duration, "bit": _bits, "date": _temporal, "datetime": _temporal,
                                      "timestamp": _temporal, "set": _delimited, "varchar": _delimited,
                                      "char": _delimited}
+_CONVERTER_NAMES: dict[Converter, str] = {_plain: "plain", _duration: "duration", _bits: "bits",
+                                          _temporal: "temporal", _delimited: "delimited"}
 
 
 def converter_for(type_name: str) -> Converter:
@@ -572,13 +636,15 @@ class MySQLTargetWriter:
     def _file(binding: _Binding, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> bytes | None:
         """The rows as a LOAD DATA file: each value bound (as `_bind`) and written as the INSERT's
         literal would be, in one pass; None if a value cannot be carried exactly by the file."""
+        if not rows:
+            return b""
         steps = [(binding.converters[c], binding.encoders[c]) for c in columns]
         try:
-            return b"".join([b"\t".join([_NULL if v is None else encode(convert(v))
-                                          for (convert, encode), v in zip(steps, row, strict=True)]) + b"\n"
-                             for row in rows])
+            fields = [column_fields(convert, encode, values)
+                      for (convert, encode), values in zip(steps, zip(*rows, strict=True), strict=True)]
         except (_UnloadableError, UnicodeEncodeError):
             return None
+        return b"\n".join(map(b"\t".join, zip(*fields, strict=True))) + b"\n"
 
     def _load(self, stage: str, columns: tuple[str, ...], body: bytes, count: int) -> bool:
         """Stage `body` (`count` rows) into the empty `stage` by LOAD DATA LOCAL. True if the stage then

@@ -709,3 +709,16 @@ def test_full_row_of_a_missing_key_inserts(op: str) -> None:
 def test_empty_batch_plans_nothing() -> None:
     assert plan(TABLE, []) == []
     assert plan(NOPK, []) == []
+
+
+def test_two_rows_of_different_columns_make_a_full_row_in_target_order() -> None:
+    """Two events of different schemas (neither with every target column) coalesce into a row that
+    has them all: its values must still come out in the target's column order."""
+    table = TargetTable(TABLE_ID, tuple(TargetColumn(n, "integer") for n in ("id", "a", "b", "extra")), ("id",))
+    rows: dict[Key, Row] = {(1,): {"id": 1, "a": 0, "b": 0, "extra": 0}}
+    events = [ins(1, "u", b=1, extra=2), ins(1, "u", a=3)]  # {id, b, extra} then {id, a}
+    steps, state = run_both(events, rows, table)
+    assert state == {(1,): {"id": 1, "a": 3, "b": 1, "extra": 2}}
+    [merge] = steps
+    assert isinstance(merge, Merge)
+    assert merge.upserts == {("id", "a", "b", "extra"): [(1, 3, 1, 2)]}

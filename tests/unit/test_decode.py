@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from replicator.apply import decode as decode_module
 from replicator.apply.decode import EnvelopeDecoder
-from replicator.apply.logical import date_from_days, decimal_from_unscaled, timestamp_from_us
+from replicator.apply.logical import codec_for, date_from_days, decimal_from_unscaled, timestamp_from_us
 from replicator.errors import DecodeError
 from replicator.events import (
     ChangeEvent,
@@ -734,6 +734,11 @@ def test_decimal_bytes_round_trip(unscaled: int, scale: int) -> None:
     assert exponent == -scale
     # exact: no digit lost to the 28-digit context (Decimal arithmetic would round here)
     assert (-1 if sign else 1) * int("".join(map(str, digits))) == unscaled
+    # the per-column converter the decoder compiles for a Decimal field gives the same value
+    converter = codec_for({"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal",
+                           "parameters": {"scale": str(scale)}}, "bytes").convert
+    assert converter is not None
+    assert converter(base64.b64encode(raw).decode()).as_tuple() == decimal_from_unscaled(raw, scale).as_tuple()
 
 
 @given(st.integers(min_value=1, max_value=128).flatmap(
