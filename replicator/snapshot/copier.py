@@ -1,19 +1,23 @@
 """`replicator snapshot`: seed the target with the source's rows, then hand each table to the stream.
 
 Per run, in this order (the argument for each step is in replicator/snapshot/__init__.py):
-1. resolve the tables (config selection, or the names given); `--restart` forgets their ledger;
-2. hold each table that is not released yet: its gate is set to `hold` in a transaction that locks
+1. resolve the tables (config selection, or the names given); start the watermark proof in the
+   background: a token written to our watermark table on the source, seen in its Kafka topic;
+2. create the missing target tables (schema translation, create phase); add back a primary key an
+   unfinished earlier copy dropped; `--restart` forgets the tables' ledger entries;
+3. hold each table that is not released yet: its gate is set to `hold` in a transaction that locks
    the offset rows of its topic first, so from its commit on no batch applies the table's events;
-3. fix each table's plan (key ranges) in the ledger, or reuse the one a previous run fixed;
-4. prove the connector streams: a token written to our watermark table on the source is seen in
-   its Kafka topic (everything committed after it will be in Kafka too);
-5. open one consistent read view on the source (PostgreSQL: an exported snapshot; its position is
-   recorded with each chunk); workers copy the unfinished chunks in parallel, one target
-   transaction per chunk (delete the range, load it, record the chunk in the ledger);
-6. per finished table: compare counts (per chunk: rows read = rows loaded; per table: rows in the
-   target = rows in the ledger, and = rows in the source snapshot when all chunks were read in it),
-   record sequences, then release the gate with the per-chunk filter (`filter`): the applier
-   applies exactly the events the copy lacks.
+4. fix each table's plan (key ranges) in the ledger, emptying the target table (and, on PostgreSQL,
+   dropping its primary key for the load) in the same transaction, or reuse the plan a previous
+   run fixed;
+5. wait for the proof; open one consistent read view on the source (PostgreSQL: an exported
+   snapshot; MySQL: one per worker; the position goes with each chunk); workers copy the unfinished
+   chunks in parallel, one target transaction per chunk (load it, check rows sent = rows loaded,
+   record the chunk in the ledger); a deadlock or a lost target connection copies a chunk again;
+6. per table: compare counts (rows in the target = rows in the ledger, and = rows in the source
+   snapshot when all its chunks were read in it), build the primary keys the loads went without,
+   record sequences, release the gate with the per-chunk filter (`filter`): the applier applies
+   exactly the events the copy lacks; then create secondary indexes and foreign keys.
 """
 
 from __future__ import annotations
