@@ -125,8 +125,7 @@ class PostgresSnapshotTarget:
         present = self._conn.execute("SELECT 1 FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
                                      (target.as_string(self._conn),)).fetchone()
         if present is None:
-            self._conn.execute(statement)
-            self._conn.execute(sql.SQL("ANALYZE {}").format(target))
+            self._conn.execute(statement)  # statistics: autovacuum analyses the freshly loaded table
 
     def finish_table(self, source_table: str, state: str, source_rows: int | None, target_rows: int | None,
                      sequences: str | None) -> None:

@@ -134,7 +134,9 @@ class PostgresSnapshotSource:
         if kinds == ("int",):
             column = sql.Identifier(shape.key[0])
             # (no query parameters where an identifier is composed in: a '%' in a name would be read as one)
-            counted = sql.SQL("count(*)") if shape.estimated_rows < 10 * chunk_rows \
+            # The planner's row estimate sizes the chunks (a count would scan the table); only a small or
+            # never-analysed table (estimate 0) is counted.
+            counted = sql.SQL("count(*)") if shape.estimated_rows <= chunk_rows \
                 else sql.Literal(shape.estimated_rows)
             row = self._conn.execute(sql.SQL("SELECT min({0}), max({0}), {1} FROM {2}").format(
                 column, counted, table)).fetchone()

@@ -268,34 +268,37 @@ class SnapshotCopier:
                       f"{megabytes / seconds:,.1f} MB/s")
         position = None if point is None else orjson.dumps(point.position).decode()
         # Counts, both sides at once: the source's in the snapshot (when every chunk of the table was
-        # read in it), the target's on the ledger connection.
+        # read in it); the target's, each table on a connection of its own, followed by building the
+        # primary key its load went without.
         in_snapshot = [j for j in jobs if point is not None and all(p == position for _, p in j.done.values())]
-        targets = self._background.submit(lambda: {j.name: target.count(j.target) for j in jobs})
+        targets = self._background.submit(self._settle_targets, jobs)
         sources = {j.name: planner.count(j.source) for j in in_snapshot}
         counted = targets.result()
         planner.leave()
-        self._restore_keys([j for j in jobs if j.deferred_key is not None and not j.pending])
         return [self._finish(job, (target, writer, planner), (sources.get(job.name), counted[job.name]),
                              time.monotonic() - started) for job in jobs]
 
-    def _restore_keys(self, jobs: list[TableJob]) -> None:
-        """Build the primary keys the loads went without, several tables at once (one connection each)."""
-        if not jobs:
-            return
+    def _settle_targets(self, jobs: list[TableJob]) -> dict[str, int]:
+        """Per table, several at once (one connection each): its rows in the target, then the primary
+        key its load went without built. Rows by table name."""
         started = time.monotonic()
 
-        def restore(job: TableJob) -> None:
-            assert job.deferred_key is not None
+        def settle(job: TableJob) -> int:
             target = snapshot_target_for(self._config.target, self._config.state_schema)
             try:
-                target.restore_key(job.target, job.deferred_key)
+                rows = target.count(job.target)
+                if job.deferred_key is not None:
+                    target.restore_key(job.target, job.deferred_key)
+                return rows
             finally:
                 target.close()
 
         with ThreadPoolExecutor(max_workers=min(self._config.snapshot.workers, len(jobs)),
-                                thread_name_prefix="replicator-key") as pool:
-            list(pool.map(restore, jobs))
-        self._say(f"built {len(jobs)} primary key(s) in {time.monotonic() - started:.2f} s")
+                                thread_name_prefix="replicator-settle") as pool:
+            counts = dict(zip([j.name for j in jobs], pool.map(settle, jobs), strict=True))
+        keys = sum(1 for j in jobs if j.deferred_key is not None)
+        self._say(f"counted the target rows and built {keys} primary key(s) in {time.monotonic() - started:.2f} s")
+        return counts
 
     def _prove_streaming(self) -> None:
         config = self._config

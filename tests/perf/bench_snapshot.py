@@ -317,7 +317,7 @@ def run_ours(config: Path, target: Database, source_engine: str) -> tuple[float,
         raise RuntimeError(f"no copy time in the output:\n{err}")
     # PostgreSQL targets load without the primary key and build it after: that time counts as copy time
     # (the raw pipes load into tables that have it)
-    keys = sum(float(m) for m in re.findall(r"built \d+ primary key\(s\) in ([0-9.]+) s", err))
+    keys = sum(float(m) for m in re.findall(r"built \d+ primary key\(s\) in ([0-9.]+) s", err))  # with the counts
     return float(found.group(1)) + keys, whole, peak[0]
 
 
