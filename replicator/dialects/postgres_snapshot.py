@@ -83,10 +83,8 @@ def mysql_csv_expression(column: str, type_name: str, target_type: str) -> sql.C
         return sql.SQL("encode({}, 'hex')").format(ident)
     if base == "boolean":
         return sql.SQL("{}::int").format(ident)
-    if base == "timestamp with time zone":
-        return sql.SQL("to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')").format(ident)
-    if base == "timestamp without time zone":
-        return sql.SQL("to_char({}, 'YYYY-MM-DD HH24:MI:SS.US')").format(ident)
+    if base == "timestamp with time zone":  # the text of a timestamp (ISO, as MySQL reads it) in UTC
+        return sql.SQL("({} AT TIME ZONE 'UTC')").format(ident)
     if base == "time with time zone":
         return sql.SQL("({} AT TIME ZONE 'UTC')::time").format(ident)
     if base in ("bit", "bit varying") and target.startswith("bit"):
@@ -103,6 +101,7 @@ class PostgresSnapshotSource:
         self._conn: psycopg.Connection[Any] = connect(endpoint, "source", autocommit=True)
         self._conn.execute("SET intervalstyle = 'iso_8601'")  # text intervals as Debezium sends them
         self._conn.execute("SET TIME ZONE 'UTC'")
+        self._conn.execute("SET DateStyle = 'ISO, YMD'")  # the text dates and timestamps MySQL reads
         self._exported: str | None = None
 
     def close(self) -> None:
