@@ -218,6 +218,18 @@ def connectors_delete(obj: _Context, drop_slot: bool) -> None:
 # --- schema translation ---------------------------------------------------------------------------
 
 
+def rendered(config: MigrationConfig, plan: Any, phase: Any) -> list[str]:
+    """The plan's statements of `phase` as the target would run them (--dry-run)."""
+    from replicator.dialects import schema_target_for
+    from replicator.schema import unique_statements
+
+    target = schema_target_for(config.target)
+    try:
+        return [target.render(statement) for statement in unique_statements(plan, phase)]
+    finally:
+        target.close()
+
+
 @cli.command("schema")
 @click.option("--dry-run", is_flag=True, help="Print the DDL that would run; create nothing.")
 @click.option("--phase", type=click.Choice(["create", "post-load", "foreign-keys", "all"]), default="all",
@@ -228,7 +240,7 @@ def connectors_delete(obj: _Context, drop_slot: bool) -> None:
 def schema(obj: _Context, dry_run: bool, phase: str) -> None:
     """Translate the source tables' schema and create it on the target (idempotent)."""
     from replicator.config import ForeignKeyTiming
-    from replicator.schema import AppliedStatement, Phase, apply_schema, refuse_blocking, translate, unique_statements
+    from replicator.schema import AppliedStatement, Phase, apply_schema, refuse_blocking, translate
 
     config = obj.config()
     plan = translate(config)
@@ -242,8 +254,8 @@ def schema(obj: _Context, dry_run: bool, phase: str) -> None:
     if dry_run:
         for chosen in phases:
             out.print(f"-- phase {chosen.value}", markup=False)
-            for statement in unique_statements(plan, chosen):
-                out.print(f"{statement.sql};", markup=False, soft_wrap=True)
+            for text in rendered(config, plan, chosen):
+                out.print(f"{text};", markup=False, soft_wrap=True)
         refuse_blocking(plan)
         return
 
@@ -285,7 +297,7 @@ def snapshot(obj: _Context, tables: tuple[str, ...], restart: bool, dry_run: boo
     TABLES as schema.table), resumable, hand each table to the change stream, then create secondary
     indexes and foreign keys. Idempotent: a released table is not copied again."""
     from replicator.config import ForeignKeyTiming
-    from replicator.schema import Phase, unique_statements
+    from replicator.schema import Phase
     from replicator.sensor import NullSensor
     from replicator.snapshot.copier import SnapshotCopier
 
@@ -299,8 +311,8 @@ def snapshot(obj: _Context, tables: tuple[str, ...], restart: bool, dry_run: boo
         for phase in phases:
             out.print(f"-- phase {phase.value}{' (after the copy)' if phase is not Phase.CREATE else ''}",
                       markup=False)
-            for statement in unique_statements(plan, phase):
-                out.print(f"{statement.sql};", markup=False, soft_wrap=True)
+            for text in rendered(config, plan, phase):
+                out.print(f"{text};", markup=False, soft_wrap=True)
         out.print(f"-- would copy {len(plan.tables)} table(s): "
                   + ", ".join(p.source.table.qualified for p in plan.tables), markup=False, soft_wrap=True)
         return

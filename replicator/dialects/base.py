@@ -405,6 +405,10 @@ class SchemaTarget(Protocol):
         """True when the object the statement creates (by kind and name) is already there."""
         ...
 
+    def render(self, statement: Statement) -> str:
+        """The statement as this target runs it (e.g. the server's own NO PAD binary collation)."""
+        ...
+
     def execute(self, statement: Statement) -> None: ...
 
     def difference(self, plan: TablePlan) -> str | None:

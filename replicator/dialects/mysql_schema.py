@@ -223,11 +223,16 @@ class MySQLSchemaTarget:
             params = (table.schema, statement.name)
         return bool(self._rows(query, params))
 
-    def execute(self, statement: Statement) -> None:
+    def render(self, statement: Statement) -> str:
+        """The statement as this server runs it."""
         text = statement.sql
         if self._nopad is not None:  # only the translation's own collation (see __init__), never a source's
             text = text.replace(TEXT_COLLATION, TEXT_COLLATION.replace("utf8mb4_bin", self._nopad))
             text = text.replace(TABLE_COLLATION, TABLE_COLLATION.replace("utf8mb4_bin", self._nopad))
+        return text
+
+    def execute(self, statement: Statement) -> None:
+        text = self.render(statement)
         try:
             self._run(text)
         except pymysql.MySQLError as exc:

@@ -197,6 +197,9 @@ class PostgresSchemaTarget:
     def close(self) -> None:
         self._conn.close()
 
+    def render(self, statement: Statement) -> str:
+        return statement.sql
+
     def exists(self, statement: Statement) -> bool:
         table = statement.table
         kind = statement.kind

@@ -1,8 +1,8 @@
 """Target tables against their source tables (pure): absent tables are created by replicator, a
 present one must have every source column; extra columns and rows already there are warnings.
 
-Why rows are a warning: the snapshot deletes and reloads each key range it copies (a table without a
-key is one range), so rows in those ranges are replaced by the source's.
+Why rows are a warning: the snapshot empties a table before it copies it, so rows already there
+are replaced by the source's.
 """
 
 from __future__ import annotations
@@ -58,7 +58,6 @@ def _compare(config: MigrationConfig, source: TableId, target: TableId, columns:
                              "drop them, or make sure they are nullable or have a default"))
     if facts.has_rows:
         found.append(Finding(Level.WARNING, "target", subject,
-                             "is not empty: the snapshot deletes and reloads each key range it copies, so rows "
-                             "there are replaced by the source's",
-                             "empty it first (TRUNCATE) unless it holds an earlier copy of this migration"))
+                             "is not empty: the snapshot empties it before it copies the source's rows into it",
+                             "make sure it holds nothing to keep (an earlier copy of this migration is fine)"))
     return found

@@ -175,11 +175,19 @@ def start_mariadb(bins: Binaries, directory: Path, port: int, password: str, *, 
     data = directory / "data"
     log = directory / "mariadb.log"
     fresh = not (data / "mysql").exists()
+    # A tmpdir of its own: a starting mariadbd deletes every `#sql*` file in its tmpdir, so servers
+    # sharing /tmp remove each other's temporary tables mid-query (seen: bootstrap aborting on
+    # "Unknown table 'mysql.tmp_proxies_priv'", GROUP BY failing on "Error on delete of /tmp/#sql…").
+    tmp = directory / "tmp"
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp.mkdir(exist_ok=True)
+    if user:
+        entry = pwd.getpwnam(user)
+        os.chown(tmp, entry.pw_uid, entry.pw_gid)
     if fresh:
-        directory.mkdir(parents=True, exist_ok=True)
         _hand_to(user, directory)
         argv = [str(bins.mariadb_install_db), "--no-defaults", f"--datadir={data}",
-                "--auth-root-authentication-method=normal", "--skip-test-db"]
+                "--auth-root-authentication-method=normal", "--skip-test-db", f"--tmpdir={tmp}"]
         if user:
             argv.insert(2, f"--user={user}")
         try:
@@ -190,7 +198,8 @@ def start_mariadb(bins: Binaries, directory: Path, port: int, password: str, *, 
             _run(argv, "mariadb-install-db", directory / "init.log")
     sock = _mariadb_socket(directory)
     argv = [
-        str(bins.mariadbd), "--no-defaults", f"--datadir={data}", f"--port={port}", f"--bind-address={HOST}",
+        str(bins.mariadbd), "--no-defaults", f"--datadir={data}", f"--tmpdir={tmp}", f"--port={port}",
+        f"--bind-address={HOST}",
         f"--socket={sock}", f"--pid-file={directory / 'mariadb.pid'}", f"--log-bin={directory / 'binlog'}",
         "--binlog-format=ROW", "--binlog-row-image=FULL", f"--server-id={server_id}",
         "--character-set-server=utf8mb4", "--skip-name-resolve", "--local-infile=1",

@@ -192,8 +192,8 @@ def test_present_target_table_missing_a_column_and_not_empty(pg_scenario: Scenar
             ("error", "target", f"table {ns}.items", f"lacks column(s) price of the source table {ns}.items"),
             ("warning", "target", f"table {ns}.items", f"has column(s) note that the source table {ns}.items "
              "lacks: replicator leaves them NULL or at their default"),
-            ("warning", "target", f"table {ns}.items", "is not empty: the snapshot deletes and reloads each key "
-             "range it copies, so rows there are replaced by the source's"),
+            ("warning", "target", f"table {ns}.items", "is not empty: the snapshot empties it before it copies "
+             "the source's rows into it"),
         ]
     finally:
         with pg_connect(pg_scenario.target) as conn:
