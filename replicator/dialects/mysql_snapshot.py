@@ -147,7 +147,6 @@ class MySQLSnapshotSource:
             # UTC for TIMESTAMP columns; backslash escapes in literals; no packing limit we could hit.
             cur.execute("SET SESSION time_zone = '+00:00', SESSION sql_mode = 'STRICT_ALL_TABLES',"
                         " SESSION group_concat_max_len = 1073741824")
-        self._types: dict[TableId, dict[str, tuple[str, str]]] = {}
 
     def close(self) -> None:
         self._conn.close()
@@ -180,7 +179,6 @@ class MySQLSnapshotSource:
         if engine.lower() != "innodb":
             raise SnapshotError(f"source table {table} uses the {engine} engine: only InnoDB tables can be copied"
                                 " in a consistent snapshot", hint=f"ALTER TABLE {table} ENGINE=InnoDB, or exclude it")
-        self._types[table] = {str(n): (str(ct).lower(), str(dt).lower()) for n, ct, dt, _ in rows}
         columns = tuple((str(n), str(ct).lower()) for n, ct, _, _ in rows)
         keyed = sorted((int(pos), str(n), str(dt).lower()) for n, _, dt, pos in rows if int(pos) > 0)
         return SourceShape(table, columns, tuple(n for _, n, _ in keyed), tuple(_kind(dt) for _, _, dt in keyed),
@@ -264,7 +262,9 @@ class MySQLSnapshotSource:
 
     def stream(self, shape: SourceShape, columns: tuple[str, ...], low: tuple[Any, ...] | None,
                high: tuple[Any, ...] | None, transfer: Transfer) -> Generator[Block, None, int]:
-        types = self._types.get(shape.table) or {n: (t, t.partition("(")[0].split()[0]) for n, t in shape.columns}
+        # DATA_TYPE is COLUMN_TYPE's first word ("bigint(20) unsigned" → bigint): derived here, so that a
+        # worker's connection, which never read the shape, renders the columns as the planner's would
+        types = {n: (t, t.partition("(")[0].split()[0]) for n, t in shape.columns}
         params: list[Any] = ["\t"]
         parts = []
         for name in columns:

@@ -136,7 +136,7 @@ class SnapshotCopier:
 
     # -- the run -------------------------------------------------------------------------------
     def run(self, names: list[str] | None = None, *, restart: bool = False) -> list[TableResult]:
-        tables = self._resolve(names)
+        tables = self.resolve(names)
         # The proof that the stream runs (a watermark through Kafka, ~1 s) is taken while the schema
         # is created and the tables are held and planned; the snapshot opens only once it holds. A
         # daemon thread: when nothing is left to copy, nobody waits for it.
@@ -204,9 +204,7 @@ class SnapshotCopier:
             self._say(f"created {created} index(es) and foreign key(s) after the load")
 
     def resolve(self, names: list[str] | None) -> list[TableId]:
-        return self._resolve(names)
-
-    def _resolve(self, names: list[str] | None) -> list[TableId]:
+        """The selected source tables, or the named ones (each must be selected)."""
         catalog = catalog_for(self._config.source)
         try:
             selected = [t.table for t in catalog.list_tables() if self._config.selects(t.table)]

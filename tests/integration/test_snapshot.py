@@ -61,6 +61,14 @@ class Load(threading.Thread):
         self.transactions = 0
         self.error: BaseException | None = None
 
+    def __enter__(self) -> Load:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.join(30)
+
     def run(self) -> None:
         ns, r = self.s.namespace, self.random
         try:
@@ -106,16 +114,12 @@ def snapshot_under_load(s: Scenario, tmp_path: Path, load: Load, **snapshot: Any
     config = s.write_config(snapshot={"workers": 2, **snapshot}, apply={"batch_max_events": 500})
     run_cli("-c", str(config), "connectors", "apply")
     proc = ApplyProcess(config, tmp_path / "apply.log").start()
-    load.start()
-    try:
+    with load:
         time.sleep(3)  # the applier applies events of not-yet-held tables into the empty targets
         result = run_cli("-c", str(config), "snapshot")
         assert "the connector streams: a watermark reached Kafka" in result.stderr, result.stderr
         assert "released to the change stream" in result.stderr, result.stderr
         time.sleep(3)  # writes after the release
-    finally:
-        load.stop.set()
-        load.join(30)
     assert load.error is None, load.error
     assert load.transactions > 50, load.transactions
     return proc
@@ -166,8 +170,7 @@ def test_kill9_during_the_copy_then_resume(pg_scenario: Scenario, tmp_path: Path
     config = prepare(s, 30_000)
     proc = ApplyProcess(config, tmp_path / "apply.log").start()
     load = Load(s, 30_001)
-    load.start()
-    try:
+    with load:
         killed = run_cli("-c", str(config), "snapshot", check=False, env={**_env(), "REPLICATOR_FAULT": fault})
         assert killed.returncode == -9, (killed.returncode, killed.stderr)
         before = ledger(s)
@@ -177,9 +180,6 @@ def test_kill9_during_the_copy_then_resume(pg_scenario: Scenario, tmp_path: Path
         resumed = run_cli("-c", str(config), "snapshot")
         assert "released to the change stream" in resumed.stderr, resumed.stderr
         time.sleep(2)
-    finally:
-        load.stop.set()
-        load.join(30)
     assert load.error is None, load.error
     assert_same(s, proc)
     after = ledger(s)
@@ -274,8 +274,7 @@ def test_restart_copies_a_released_table_again_under_live_writes(pg_scenario: Sc
     config = prepare(s, 8_000)
     proc = ApplyProcess(config, tmp_path / "apply.log").start()
     load = Load(s, 8_001)
-    load.start()
-    try:
+    with load:
         run_cli("-c", str(config), "snapshot")
         time.sleep(2)
         target_sql(s, f"UPDATE {ns}.items SET name = 'damaged' WHERE id % 10 = 0",
@@ -283,9 +282,6 @@ def test_restart_copies_a_released_table_again_under_live_writes(pg_scenario: Sc
         restarted = run_cli("-c", str(config), "snapshot", "--restart", f"{ns}.items", f"{ns}.journal")
         assert restarted.stdout.count("released") == 2, restarted.stdout
         time.sleep(2)
-    finally:
-        load.stop.set()
-        load.join(30)
     assert load.error is None, load.error
     assert_same(s, proc)
     unknown = run_cli("-c", str(config), "snapshot", f"{ns}.nope", check=False)
