@@ -17,7 +17,7 @@ from rich.table import Table
 
 from replicator import __version__
 from replicator.config import MigrationConfig, load_config, redacted
-from replicator.errors import ReplicatorError
+from replicator.errors import ConfigError, ReplicatorError
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -323,6 +323,46 @@ def snapshot(obj: _Context, tables: tuple[str, ...], restart: bool, dry_run: boo
                       "" if r.target_rows is None else f"{r.target_rows:,}",
                       "" if r.source_rows is None else f"{r.source_rows:,}")
     out.print(table)
+
+
+@cli.command("reconcile")
+@click.argument("tables", nargs=-1)
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="also write the full report (every table, every differing row listed) as JSON to this file")
+@click.pass_obj
+def reconcile(obj: _Context, tables: tuple[str, ...], json_file: Path | None) -> None:
+    """Compare the rows of the source and the target (all selected tables, or TABLES as schema.table):
+    chunk checksums computed in both databases, differing chunks bisected down to the rows. Exit code 0
+    only when no difference is confirmed."""
+    from replicator.reconcile.checker import Reconciler
+    from replicator.sensor import NullSensor
+
+    config = obj.config()
+    reconciler = Reconciler(config, NullSensor(), say=lambda line: err.print(line, markup=False, soft_wrap=True))
+    report = reconciler.run(list(tables) or None)
+    if json_file is not None:
+        try:
+            json_file.write_bytes(report.to_json())
+        except OSError as exc:
+            raise ConfigError(f"cannot write the report to {json_file}: {exc.strerror}",
+                              hint="choose a writable path for --json") from None
+    table = Table("table", "state", "source rows", "target rows", "chunks", "missing", "extra", "different",
+                  "seconds", box=None)
+    for t in report.tables:
+        table.add_row(t.table, t.state.value, f"{t.source_rows:,}", f"{t.target_rows:,}", str(t.chunks),
+                      str(t.counts["missing"]), str(t.counts["extra"]), str(t.counts["different"]),
+                      f"{t.seconds:.1f}")
+    out.print(table)
+    for t in report.tables:
+        for note in t.notes:
+            out.print(f"{t.table}: {note}", markup=False, soft_wrap=True)
+        for row in t.rows[:20]:
+            out.print(f"{t.table}: {row.line()}", markup=False, soft_wrap=True)
+        if len(t.rows) > 20 or t.differences > len(t.rows):
+            out.print(f"{t.table}: … {t.differences} differing row(s) in all"
+                      + (f" (see {json_file})" if json_file else " (--json FILE lists them)"), markup=False)
+    if not report.ok:
+        raise SystemExit(1)
 
 
 @cli.command("apply")

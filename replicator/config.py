@@ -247,6 +247,17 @@ class SnapshotSettings(_Section):
     )
 
 
+class ReconcileSettings(_Section):
+    workers: int = Field(default=1, ge=1, le=32,
+                         description="chunks hashed at once (each hashes its source and target side at once)")
+    chunk_rows: int = Field(default=100_000, ge=100, description="rows per chunk to start with (then adapted)")
+    chunk_seconds: float = Field(default=0.5, gt=0, description="integer keys: chunks sized to take about this long")
+    leaf_rows: int = Field(default=2000, ge=1, description="a differing range this small is compared row by row")
+    max_reported: int = Field(default=1000, ge=1, description="differing rows listed per table (all are counted)")
+    rechecks: int = Field(default=5, ge=1, description="anchored rechecks of a changing chunk before it is "
+                          "reported as unsettled")
+
+
 class MetricsSettings(_Section):
     address: str = Field(
         default="127.0.0.1:9102",
@@ -264,6 +275,7 @@ class MigrationConfig(_Section):
     connector: ConnectorSettings = Field(default_factory=ConnectorSettings)
     apply: ApplySettings = Field(default_factory=ApplySettings)
     snapshot: SnapshotSettings = Field(default_factory=SnapshotSettings)
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     state_schema: str = Field(
         default="replicator",

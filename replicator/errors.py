@@ -81,3 +81,7 @@ class ApplyError(ReplicatorError):
 
 class SnapshotError(ReplicatorError):
     """The snapshot copy cannot go on (a proof that failed, counts that differ, a missing table)."""
+
+
+class ReconcileError(ReplicatorError):
+    """The reconciler cannot compare a table (a query failed, a column cannot be compared)."""

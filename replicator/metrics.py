@@ -89,6 +89,23 @@ class PrometheusSensor:
             "replicator_snapshot_table_released", "1 when the table's copy is done and it is handed to the stream.",
             ["table"], registry=self.registry,
         )
+        self._reconcile_rows = Counter(
+            "replicator_reconcile_rows", "Rows hashed by the reconciler, by source table.", ["table"],
+            registry=self.registry,
+        )
+        self._reconcile_chunks = Counter(
+            "replicator_reconcile_chunks", "Chunks hashed on both sides by the reconciler, by source table.",
+            ["table"], registry=self.registry,
+        )
+        self._reconcile_differences = Gauge(
+            "replicator_reconcile_differences", "Confirmed differing rows of the last pass, by source table.",
+            ["table"], registry=self.registry,
+        )
+        self._reconcile_clean = Gauge(
+            "replicator_reconcile_last_clean_pass_timestamp_seconds",
+            "When the last pass that found no difference ended, by source table (unix time).",
+            ["table"], registry=self.registry,
+        )
         self._dead = Counter(
             "replicator_apply_dead_letters", "Events sent to the dead-letter topic and table, by table.", ["table"],
             registry=self.registry,
@@ -124,6 +141,15 @@ class PrometheusSensor:
 
     def on_snapshot_table(self, table: str, rows: int, released: bool) -> None:
         self._snapshot_released.labels(table).set(1 if released else 0)
+
+    def on_reconcile_chunk(self, table: str, rows: int) -> None:
+        self._reconcile_rows.labels(table).inc(rows)
+        self._reconcile_chunks.labels(table).inc()
+
+    def on_reconcile_table(self, table: str, differences: int, clean: bool, finished_at: float) -> None:
+        self._reconcile_differences.labels(table).set(differences)
+        if clean:
+            self._reconcile_clean.labels(table).set(finished_at)
 
     def on_connector_status(self, connector: str, running: bool, task_states: list[str]) -> None:
         self._connector_up.labels(connector).set(1 if running else 0)

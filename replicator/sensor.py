@@ -35,6 +35,14 @@ class Sensor(Protocol):
 
     def on_snapshot_table(self, table: str, rows: int, released: bool) -> None: ...
 
+    def on_reconcile_chunk(self, table: str, rows: int) -> None:
+        """A chunk of `table` was hashed on both sides: its rows (the larger side's count)."""
+        ...
+
+    def on_reconcile_table(self, table: str, differences: int, clean: bool, finished_at: float) -> None:
+        """A pass over `table` ended: its confirmed differing rows; `clean` with none (epoch seconds)."""
+        ...
+
 
 class NullSensor:
     def on_connector_status(self, connector: str, running: bool, task_states: list[str]) -> None:
@@ -63,4 +71,10 @@ class NullSensor:
         return None
 
     def on_snapshot_table(self, table: str, rows: int, released: bool) -> None:
+        return None
+
+    def on_reconcile_chunk(self, table: str, rows: int) -> None:
+        return None
+
+    def on_reconcile_table(self, table: str, differences: int, clean: bool, finished_at: float) -> None:
         return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from replicator.config import Endpoint, Engine, MigrationConfig
 from replicator.dialects.base import (
+    HashSide,
     SchemaDDL,
     SchemaReader,
     SchemaTarget,
@@ -97,6 +98,17 @@ def transfer_for(source: Endpoint, target: Endpoint, source_types: dict[str, str
     return Transfer("pg-binary" if binary else "pg-text", target_types)
 
 
+def hash_side_for(endpoint: Endpoint, role: str) -> HashSide:
+    """One connection of the reconciler to the source or the target (role names it in errors)."""
+    if endpoint.engine is Engine.POSTGRES:
+        from replicator.dialects.postgres_hash import PostgresHashSide
+
+        return PostgresHashSide(endpoint, role)
+    from replicator.dialects.mysql_hash import MySQLHashSide
+
+    return MySQLHashSide(endpoint, role)
+
+
 def schema_reader_for(endpoint: Endpoint) -> SchemaReader:
     """Reads table definitions from the source's catalog (one connection)."""
     if endpoint.engine is Engine.POSTGRES:
@@ -131,7 +143,8 @@ def schema_target_for(endpoint: Endpoint) -> SchemaTarget:
 
 
 
-__all__ = ["SchemaDDL", "SchemaReader", "SchemaTarget", "SnapshotSource", "SnapshotTarget", "SourceCatalog",
-           "SourceInspector", "TargetInspector", "TargetWriter", "Transfer", "catalog_for", "schema_ddl_for",
+__all__ = ["HashSide", "SchemaDDL", "SchemaReader", "SchemaTarget", "SnapshotSource", "SnapshotTarget",
+           "SourceCatalog", "SourceInspector", "TargetInspector", "TargetWriter", "Transfer", "catalog_for",
+           "hash_side_for", "schema_ddl_for",
            "schema_reader_for", "schema_target_for", "snapshot_source_for", "snapshot_target_for",
            "source_inspector_for", "target_inspector_for", "target_writer_for", "transfer_for"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal, Protocol
 
+from replicator.canonical import Checksum, ColumnRule, Family
 from replicator.config import MigrationConfig
 from replicator.events import ColumnType, Row, SourcePosition
 from replicator.model import Finding, SourceTable, TableId
@@ -379,6 +380,73 @@ class SnapshotTarget(Protocol):
                      sequences: str | None) -> None: ...
 
     def count(self, table: TableId) -> int: ...
+# -- reconcile ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HashedTable:
+    """A compared table as one side queries it: its name there, the columns compared (with their
+    families) and this side's types of them, the key (source key order) and how each key column
+    orders ranges (int, text in byte order; None: by its canonical text, and no ranges)."""
+
+    table: TableId
+    rules: tuple[ColumnRule, ...]
+    types: Mapping[str, str]
+    key: tuple[str, ...]
+    kinds: tuple[KeyKind | None, ...]
+    same: bool = False  # both sides are this engine with the same types: cheaper canonical texts
+    fast: bool = False  # an engine-specific row hash both sides share (PostgreSQL: hashtextextended)
+
+    @property
+    def range_kinds(self) -> tuple[KeyKind, ...] | None:
+        """The key's kinds when ranges of it can be queried; None: the table is compared whole."""
+        if not self.key or any(k is None for k in self.kinds):
+            return None
+        return tuple(k for k in self.kinds if k is not None)
+
+
+class HashSide(Protocol):
+    """One connection of the reconciler to the source or the target: the canonical encoding of
+    replicator.canonical as the engine's SQL. Key ranges [low, high) compare text keys in byte order;
+    bounds of None are open."""
+
+    role: str
+
+    def close(self) -> None: ...
+
+    def family(self, type_name: str) -> Family:
+        """The family of one of this engine's column types (replicator.canonical)."""
+        ...
+
+    def columns(self, table: TableId) -> tuple[list[tuple[str, str]], tuple[str, ...]] | None:
+        """(columns with their types, primary key), or None when the table does not exist."""
+        ...
+
+    def checksum(self, t: HashedTable, low: tuple[Any, ...] | None, high: tuple[Any, ...] | None) -> Checksum:
+        """Row count and hash sum of the range, in one query."""
+        ...
+
+    def split(self, t: HashedTable, low: tuple[Any, ...] | None, high: tuple[Any, ...] | None,
+              every: int) -> list[tuple[Any, ...]]:
+        """Key values cutting the range into runs of `every` rows."""
+        ...
+
+    def bounds(self, t: HashedTable) -> tuple[int, int] | None:
+        """min and max of a one-column integer key (None: no rows)."""
+        ...
+
+    def rows(self, t: HashedTable, low: tuple[Any, ...] | None,
+             high: tuple[Any, ...] | None) -> Iterator[tuple[tuple[Any, ...], tuple[str | None, ...]]]:
+        """(sort key, canonical column texts) of each row of the range, streamed in sort-key order: a key
+        column of kind int or text by its value (text in byte order), others by their canonical text; a
+        table without a key by its canonical row text."""
+        ...
+
+    def open_view(self) -> SnapshotPoint:
+        """Start a consistent read view; where the change stream stood when it was taken."""
+        ...
+
+    def close_view(self) -> None: ...
+
+
 # -- schema translation ------------------------------------------------------------------------------
 class SchemaReader(Protocol):
     """Reads table definitions from a source catalog."""

@@ -1,0 +1,282 @@
+"""MySQL/MariaDB side of the reconciler: the canonical encoding (replicator.canonical) as SQL, chunk
+checksums, bisection points and canonical rows, text keys in byte order (`CAST(… AS BINARY)`).
+
+Sessions run with time_zone '+00:00' (TIMESTAMP values in UTC). Identifiers are quoted by
+`quote_identifier` (and '%' doubled: every query here is %-formatted by pymysql), values are
+parameters. Text is hashed as utf8mb4 whatever the column's character set (PostgreSQL hashes UTF-8).
+JSON is canonicalised by MariaDB's JSON_NORMALIZE; MySQL 8 has no such function, and its own JSON text
+(keys sorted by length, then bytes) is used there, which only a MySQL-to-MySQL pair can compare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pymysql
+
+from replicator.canonical import PREFIXED, Checksum, ColumnRule, Family
+from replicator.config import Endpoint
+from replicator.dialects.base import HashedTable, SnapshotPoint
+from replicator.dialects.mysql import connect
+from replicator.dialects.mysql_snapshot import SPATIAL_TYPES, _ident, _key_expr, _table, range_condition
+from replicator.errors import ReconcileError
+from replicator.model import TableId
+
+_SEPARATOR = ", ',', "
+_FAMILIES: dict[str, Family] = {
+    **dict.fromkeys(("tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"), Family.INT),
+    "decimal": Family.DECIMAL,
+    "float": Family.FLOAT4,
+    **dict.fromkeys(("double", "real"), Family.FLOAT8),
+    "bit": Family.BITS,
+    "char": Family.CHAR,
+    **dict.fromkeys(("varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "inet6", "inet4"),
+                    Family.TEXT),
+    **dict.fromkeys(("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"), Family.BYTES),
+    "uuid": Family.UUID,
+    "json": Family.JSON,
+    "date": Family.DATE,
+    **dict.fromkeys(("datetime", "timestamp"), Family.TIMESTAMP),
+    "time": Family.TIME,
+    "point": Family.POINT,
+}
+
+
+def data_type(column_type: str) -> str:
+    return column_type.partition("(")[0].split()[0].lower()
+
+
+def family_of(column_type: str) -> Family:
+    """The family of a MySQL/MariaDB column type (information_schema COLUMN_TYPE, or 'json'); other
+    spatial types are NATIVE (their internal form)."""
+    return _FAMILIES.get(data_type(column_type), Family.NATIVE)
+
+
+def _float_text(text: str) -> str:
+    """A float's text (either notation) as '<sign><digits>e<exponent of the first digit>'."""
+    t = f"TRIM(LEADING '-' FROM {text})"
+    mant = f"SUBSTRING_INDEX({t}, 'e', 1)"
+    exp = f"IF(LOCATE('e', {t}) > 0, CAST(SUBSTRING_INDEX({t}, 'e', -1) AS SIGNED), 0)"
+    ip = f"SUBSTRING_INDEX({mant}, '.', 1)"
+    fp = f"IF(LOCATE('.', {mant}) > 0, SUBSTRING_INDEX({mant}, '.', -1), '')"
+    digits = f"TRIM(TRAILING '0' FROM TRIM(LEADING '0' FROM CONCAT({ip}, {fp})))"
+    first = (f"(IF(TRIM(LEADING '0' FROM {ip}) <> '', CHAR_LENGTH(TRIM(LEADING '0' FROM {ip})) - 1,"
+             f" CHAR_LENGTH(TRIM(LEADING '0' FROM {fp})) - CHAR_LENGTH({fp}) - 1) + {exp})")
+    return (f"IF({digits} = '', '0', CONCAT(IF(LEFT({text}, 1) = '-', '-', ''), {digits}, 'e', {first}))")
+
+
+_Render = Callable[[str, str, bool, bool], str]
+_ZERO = "YEAR({0}) = 0 OR MONTH({0}) = 0 OR DAYOFMONTH({0}) = 0"  # zero dates: NULL, as the copier writes them
+
+
+def _decimal(c: str, own_type: str, same: bool, mariadb: bool) -> str:
+    x = f"CAST({c} AS CHAR)"
+    if data_type(own_type) != "decimal":
+        return x
+    trimmed = f"IF(LOCATE('.', {x}) > 0, TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {x})), {x})"
+    return f"IF({trimmed} = '-0', '0', {trimmed})"
+
+
+def _float(single: bool) -> _Render:
+    def render(c: str, own_type: str, same: bool, mariadb: bool) -> str:
+        if same:
+            return f"CAST({c} AS CHAR)"
+        if single and data_type(own_type) != "float":
+            return _float_text(f"CAST(CAST({c} AS FLOAT) AS CHAR)")
+        return _float_text(f"CAST({c} AS CHAR)")
+    return render
+
+
+def _bits(c: str, own_type: str, same: bool, mariadb: bool) -> str:
+    if data_type(own_type) != "bit":
+        return f"CAST({c} AS CHAR)"
+    width = int(own_type.partition("(")[2].partition(")")[0] or 1)
+    return f"LPAD(BIN({c} + 0), {width}, '0')"
+
+
+def _timestamp(c: str, own_type: str, same: bool, mariadb: bool) -> str:
+    if same:
+        return f"CAST({c} AS CHAR)"
+    return (f"IF({_ZERO.format(c)}, NULL,"
+            f" CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {c}) AS CHAR))")
+
+
+def _point(c: str, own_type: str, same: bool, mariadb: bool) -> str:
+    if same:
+        return f"LOWER(HEX({c}))"
+    x = _float_text(f"CAST(ST_X({c}) AS CHAR)")
+    y = _float_text(f"CAST(ST_Y({c}) AS CHAR)")
+    return f"IF({c} IS NULL, NULL, CONCAT({x}, ' ', {y}))"
+
+
+def _native(c: str, own_type: str, same: bool, mariadb: bool) -> str:
+    return f"LOWER(HEX({c}))" if data_type(own_type) in SPATIAL_TYPES else f"CAST({c} AS CHAR)"
+
+
+def _template(text: str) -> _Render:
+    return lambda c, own_type, same, mariadb: text.format(c)
+
+
+_RENDER: dict[Family, _Render] = {
+    Family.INT: _template("CAST({} AS CHAR)"),
+    Family.DECIMAL: _decimal,
+    Family.FLOAT8: _float(single=False),
+    Family.FLOAT4: _float(single=True),
+    Family.BOOL: _template("CASE WHEN {0} <> 0 THEN '1' WHEN {0} = 0 THEN '0' END"),
+    Family.BITS: _bits,
+    Family.TEXT: _template("CONVERT({} USING utf8mb4)"),
+    Family.CHAR: _template("CONVERT({} USING utf8mb4)"),  # CHAR(n) is read without its trailing spaces
+    Family.INTERVAL: _template("CONVERT({} USING utf8mb4)"),
+    Family.BYTES: _template("LOWER(HEX({}))"),
+    Family.UUID: _template("LOWER(CAST({} AS CHAR))"),
+    Family.DATE: lambda c, own_type, same, mariadb: f"IF({_ZERO.format(c)}, NULL, CAST({c} AS CHAR))",
+    Family.TIME: _template("CAST(CAST(TIME_TO_SEC({0}) * 1000000 AS SIGNED) AS CHAR)"),
+    Family.TIMESTAMP: _timestamp,
+    Family.JSON: lambda c, own_type, same, mariadb: f"JSON_NORMALIZE({c})" if mariadb else f"CAST({c} AS CHAR)",
+    Family.POINT: _point,
+}
+
+
+def canonical(rule: ColumnRule, own_type: str, *, same: bool, mariadb: bool = True) -> str:
+    """The canonical text of a column as SQL (NULL stays NULL); no parameters."""
+    return _RENDER.get(rule.family, _native)(_ident(rule.name), own_type, same, mariadb)
+
+
+def row_text(rules: tuple[ColumnRule, ...], types: Mapping[str, str], *, same: bool, mariadb: bool = True) -> str:
+    parts = []
+    for rule in rules:
+        text = canonical(rule, types[rule.name], same=same, mariadb=mariadb)
+        if rule.family in PREFIXED:
+            text = f"CONCAT(CHAR_LENGTH({text}), ':', {text})"
+        parts.append(f"IFNULL({text}, '~')")
+    return f"CONCAT({_SEPARATOR.join(parts)})" if parts else "''"
+
+
+class MySQLHashSide:
+    """One MySQL/MariaDB connection of the reconciler (source or target side)."""
+
+    fast_hash = False
+
+    def __init__(self, endpoint: Endpoint, role: str) -> None:
+        self._conn = connect(endpoint, role)
+        self.role = role
+        with self._conn.cursor() as cur:
+            cur.execute("SET SESSION time_zone = '+00:00'")
+            cur.execute("SELECT VERSION()")
+            version = cur.fetchone()
+        self._mariadb = "mariadb" in str(version[0] if version else "").lower()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def family(self, type_name: str) -> Family:
+        return family_of(type_name)
+
+    def _rows(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(query, params)
+                return list(cur.fetchall())
+        except pymysql.MySQLError as exc:
+            raise ReconcileError(f"{self.role}: {exc.args[-1]}") from None
+
+    def columns(self, table: TableId) -> tuple[list[tuple[str, str]], tuple[str, ...]] | None:
+        rows = self._rows(
+            "SELECT c.COLUMN_NAME, c.COLUMN_TYPE, COALESCE(s.SEQ_IN_INDEX, 0),"
+            " EXISTS (SELECT 1 FROM information_schema.CHECK_CONSTRAINTS k WHERE k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA"
+            "  AND k.TABLE_NAME = c.TABLE_NAME AND k.CONSTRAINT_NAME = c.COLUMN_NAME"
+            "  AND k.CHECK_CLAUSE LIKE 'json_valid(%%')"
+            " FROM information_schema.COLUMNS c LEFT JOIN information_schema.STATISTICS s"
+            " ON s.TABLE_SCHEMA = c.TABLE_SCHEMA AND s.TABLE_NAME = c.TABLE_NAME AND s.INDEX_NAME = 'PRIMARY'"
+            " AND s.COLUMN_NAME = c.COLUMN_NAME"
+            " WHERE c.TABLE_SCHEMA = %s AND c.TABLE_NAME = %s AND c.EXTRA NOT LIKE %s ORDER BY c.ORDINAL_POSITION",
+            (table.schema, table.name, "%GENERATED%"))
+        if not rows:
+            return None
+        columns = [(str(n), "json" if is_json else str(t).lower()) for n, t, _, is_json in rows]
+        key = tuple(str(n) for _, n in sorted((int(p), str(n)) for n, _, p, _ in rows if int(p) > 0))
+        return columns, key
+
+    def checksum(self, t: HashedTable, low: tuple[Any, ...] | None, high: tuple[Any, ...] | None) -> Checksum:
+        row = row_text(t.rules, t.types, same=t.same, mariadb=self._mariadb)
+        kinds = t.range_kinds
+        where, params = range_condition(t.key, kinds, low, high) if kinds is not None else ("TRUE", [])
+        result = self._rows(f"SELECT COUNT(*), SUM(CAST(CONV(SUBSTRING(MD5({row}), 1, 16), 16, 10) AS UNSIGNED))"
+                            f" FROM {_table(t.table)} WHERE {where}", params)
+        return Checksum.of(result[0][0], result[0][1])
+
+    def split(self, t: HashedTable, low: tuple[Any, ...] | None, high: tuple[Any, ...] | None,
+              every: int) -> list[tuple[Any, ...]]:
+        kinds = t.range_kinds
+        assert kinds is not None
+        columns = ", ".join(_ident(c) for c in t.key)
+        order = ", ".join(_key_expr(c, k) for c, k in zip(t.key, kinds, strict=True))
+        where, params = range_condition(t.key, kinds, low, high)
+        rows = self._rows(f"SELECT {columns} FROM (SELECT {columns}, ROW_NUMBER() OVER (ORDER BY {order}) AS n"
+                          f" FROM {_table(t.table)} WHERE {where}) s WHERE n MOD %s = 1 AND n > 1 ORDER BY n",
+                          [*params, every])
+        return [tuple(r) for r in rows]
+
+    def bounds(self, t: HashedTable) -> tuple[int, int] | None:
+        column = _ident(t.key[0])
+        low, high = self._rows(f"SELECT MIN({column}), MAX({column}) FROM {_table(t.table)}")[0]
+        return None if low is None else (int(low), int(high))
+
+    def rows(self, t: HashedTable, low: tuple[Any, ...] | None,
+             high: tuple[Any, ...] | None) -> Iterator[tuple[tuple[Any, ...], tuple[str | None, ...]]]:
+        texts = [canonical(r, t.types[r.name], same=t.same, mariadb=self._mariadb) for r in t.rules]
+        by_name = {r.name: text for r, text in zip(t.rules, texts, strict=True)}
+        sort: list[str] = []
+        order: list[str] = []
+        for column, kind in zip(t.key, t.kinds, strict=True):
+            if kind == "int":
+                sort.append(_ident(column))
+                order.append(_ident(column))
+            else:
+                text = f"CONVERT({_ident(column)} USING utf8mb4)" if kind == "text" else by_name[column]
+                sort.append(text)
+                order.append(f"CAST({text} AS BINARY)")
+        if not t.key:
+            text = row_text(t.rules, t.types, same=t.same, mariadb=self._mariadb)
+            sort.append(text)
+            order.append(f"CAST({text} AS BINARY)")
+        kinds = t.range_kinds
+        where, params = range_condition(t.key, kinds, low, high) if kinds is not None else ("TRUE", [])
+        cursor = self._conn.cursor(pymysql.cursors.SSCursor)
+        width = len(sort)
+        try:
+            cursor.execute(f"SELECT {', '.join(sort)}, {', '.join(texts) or 'NULL'} FROM {_table(t.table)}"
+                           f" WHERE {where} ORDER BY {', '.join(order)}", params)
+            for record in cursor:
+                yield (tuple(v if isinstance(v, int) else _text(v) for v in record[:width]),
+                       tuple(None if v is None else _text(v) for v in record[width:]))
+        except pymysql.MySQLError as exc:
+            raise ReconcileError(f"{self.role}: {exc.args[-1]}") from None
+        finally:
+            cursor.close()
+
+    # -- read views ------------------------------------------------------------------------------
+    def open_view(self) -> SnapshotPoint:
+        """A consistent snapshot (REPEATABLE READ set explicitly) and its binlog position."""
+        with self._conn.cursor() as cur:
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            cur.execute("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'")
+            status = {str(k).lower(): str(v) for k, v in cur.fetchall()}
+        file, pos = status.get("binlog_snapshot_file"), status.get("binlog_snapshot_position")
+        if not file or pos is None:
+            self._conn.rollback()
+            raise ReconcileError(f"{self.role}: the server does not report the binlog position of a snapshot",
+                                 hint="anchored rechecks need MariaDB's binlog_snapshot_position")
+        return SnapshotPoint("", {"mysql": {"file": int(file.rpartition(".")[2]), "pos": int(pos)}})
+
+    def close_view(self) -> None:
+        if self._conn.open:
+            self._conn.rollback()
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="surrogateescape")
+    return str(value)

@@ -1,0 +1,454 @@
+"""`replicator reconcile`: compare each table's rows on the source and the target.
+
+Per table (the argument for each step is in replicator/reconcile/__init__.py):
+1. describe both sides: the columns compared (the source's, by name) with the family each pair of
+   types compares as (replicator.canonical), the key, how each key column orders ranges;
+2. cut the key space into chunks: a one-column integer key into ranges sized on the fly to take about
+   `reconcile.chunk_seconds`; other keys at split points the source gives every `chunk_rows` rows;
+   a key of another type, or no key, is one chunk. The first range is open below, the last above,
+   so rows that exist only on the target are inside a chunk too;
+3. hash each chunk on both sides at once (count and sum of 64-bit row hashes, one query a side);
+4. bisect a chunk whose checksums differ: cut it at split points of the side with more rows, hash the
+   pieces, go on with those that differ until a piece has at most `leaf_rows` rows (or cannot be cut);
+5. compare such a piece row by row: both sides stream (sort key, canonical texts) in the same order
+   and are merged; each missing, extra and different row is named with its columns and both values.
+   A range whose hashes differed but whose rows compare equal is counted as a false alarm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from replicator.canonical import Checksum, ColumnRule, Family, resolve
+from replicator.config import MigrationConfig
+from replicator.dialects import catalog_for, hash_side_for
+from replicator.dialects.base import HashedTable, HashSide, KeyKind
+from replicator.errors import ConfigError, ReconcileError
+from replicator.model import TableId
+from replicator.reconcile.report import (
+    ColumnDifference,
+    Report,
+    RowDifference,
+    RowKind,
+    TableReport,
+    TableState,
+)
+from replicator.sensor import Sensor
+
+log = logging.getLogger(__name__)
+Say = Callable[[str], None]
+Bound = tuple[Any, ...] | None
+_PIECES = 16  # a differing range is cut into this many pieces
+_MIN_CHUNK, _MAX_CHUNK = 1_000, 2_000_000
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One compared table: how each side queries it."""
+
+    source: HashedTable
+    target: HashedTable
+
+    @property
+    def name(self) -> str:
+        return self.source.table.qualified
+
+
+@dataclass(frozen=True)
+class Range:
+    low: Bound
+    high: Bound
+
+
+def key_kind(source_family: Family, target_family: Family) -> KeyKind | None:
+    """How a key column orders ranges on both sides: integers, or text in byte order; else None."""
+    if source_family is Family.INT and target_family in (Family.INT, Family.DECIMAL):
+        return "int"
+    if source_family is Family.TEXT and target_family is Family.TEXT:
+        return "text"
+    return None
+
+
+def describe(config: MigrationConfig, source: HashSide, target: HashSide, table: TableId,
+             report: TableReport) -> Pair | None:
+    """Both sides' view of a table; None (with the report's state and error set) when it cannot be compared."""
+    schema, name = config.tables.target_for(table.schema, table.name)
+    target_table = TableId(schema, name)
+    found_source, found_target = source.columns(table), target.columns(target_table)
+    if found_source is None:
+        report.state, report.error = TableState.ERROR, f"source table {table} does not exist"
+        return None
+    if found_target is None:
+        report.state, report.error = TableState.DIFFERENT, f"target table {target_table} does not exist"
+        return None
+    (source_columns, key), (target_columns, _) = found_source, found_target
+    target_types = dict(target_columns)
+    rules: list[ColumnRule] = []
+    for column, source_type in source_columns:
+        target_type = target_types.get(column)
+        if target_type is None:
+            report.state = TableState.DIFFERENT
+            report.notes.append(f"column {column} is missing on the target")
+            continue
+        family = resolve(source.family(source_type), target.family(target_type))
+        if family is None:
+            report.state, report.error = TableState.ERROR, (
+                f"column {column}: {source_type} on the source and {target_type} on the target cannot be"
+                " compared (no common canonical form)")
+            return None
+        rules.append(ColumnRule(column, family, source_type, target_type))
+    extra = [c for c, _ in target_columns if c not in dict(source_columns)]
+    if extra:
+        report.notes.append(f"target-only column(s) not compared: {', '.join(extra)}")
+    if any(k not in {r.name for r in rules} for k in key):
+        key = ()  # a key column missing on the target: compare as a table without a key
+    by_name = {r.name: r for r in rules}
+    kinds = tuple(key_kind(source.family(by_name[k].source_type), target.family(by_name[k].target_type))
+                  for k in key)
+    same = type(source) is type(target) and all(r.source_type == r.target_type for r in rules)
+    fast = same and getattr(source, "fast_hash", False)
+    source_types = {r.name: r.source_type for r in rules}
+    return Pair(HashedTable(table, tuple(rules), source_types, key, kinds, same, fast),
+                HashedTable(target_table, tuple(rules), target_types, key, kinds, same, fast))
+
+
+class _Sides:
+    """One source and one target connection; a chunk's two queries run at once."""
+
+    def __init__(self, config: MigrationConfig) -> None:
+        self.source = hash_side_for(config.source, "source")
+        try:
+            self.target = hash_side_for(config.target, "target")
+        except BaseException:
+            self.source.close()
+            raise
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="reconcile-target")
+
+    def both(self, source: Callable[[HashSide], Any], target: Callable[[HashSide], Any]) -> tuple[Any, Any]:
+        future: Future[Any] = self._pool.submit(target, self.target)
+        try:
+            first = source(self.source)
+        finally:
+            second = future.result()
+        return first, second
+
+    def close(self) -> None:
+        self._pool.shutdown()
+        self.source.close()
+        self.target.close()
+
+
+def same_text(family: Family, a: str | None, b: str | None) -> bool:
+    """Canonical texts compare as text; JSON also as parsed values (escapes may be spelled otherwise)."""
+    if a == b:
+        return True
+    if a is None or b is None or family is not Family.JSON:
+        return False
+    try:
+        return bool(json.loads(a, parse_float=Decimal) == json.loads(b, parse_float=Decimal))
+    except ValueError:
+        return False
+
+
+class TableCheck:
+    """One table's comparison on one pair of connections."""
+
+    def __init__(self, pair: Pair, sides: _Sides, config: MigrationConfig, report: TableReport,
+                 sensor: Sensor) -> None:
+        self.pair = pair
+        self.sides = sides
+        self.settings = config.reconcile
+        self.report = report
+        self.sensor = sensor
+        self.lock = threading.Lock()
+        self.pace: list[float] = []  # key units per second of the integer ranges hashed so far (shared)
+
+    # -- chunks ----------------------------------------------------------------------------------
+    def chunks(self) -> Iterator[Range]:
+        """The chunks of the key space, in key order, covering it whole."""
+        kinds = self.pair.source.range_kinds
+        if kinds is None:
+            yield Range(None, None)
+            return
+        if kinds == ("int",):
+            yield from self._int_chunks()
+            return
+        points = self.sides.source.split(self.pair.source, None, None, self.settings.chunk_rows)
+        bounds: list[Bound] = [None, *points, None]
+        for low, high in itertools.pairwise(bounds):
+            yield Range(low, high)
+
+    def _int_chunks(self) -> Iterator[Range]:
+        found = self.sides.both(lambda s: s.bounds(self.pair.source), lambda t: t.bounds(self.pair.target))
+        present = [b for b in found if b is not None]
+        if not present:
+            yield Range(None, None)
+            return
+        low, high = min(b[0] for b in present), max(b[1] for b in present)
+        step = self.settings.chunk_rows
+        start: int | None = None
+        while True:
+            begin = low if start is None else start
+            end = begin + step
+            if end > high:
+                yield Range(None if start is None else (start,), None)
+                return
+            yield Range(None if start is None else (start,), (end,))
+            step = self._next_step(step)
+            start = end
+
+    def _next_step(self, step: int) -> int:
+        """Size the next range to take about chunk_seconds, at the pace of the last ranges hashed
+        (key units per second: a sparse key gets wider ranges); at most 4x the last size."""
+        with self.lock:
+            pace = sorted(self.pace[-5:])
+        if not pace:
+            return step
+        wanted = pace[len(pace) // 2] * self.settings.chunk_seconds
+        return int(max(_MIN_CHUNK, min(_MAX_CHUNK, wanted, step * 4)))
+
+    # -- hashing and bisection -------------------------------------------------------------------
+    def checksums(self, span: Range) -> tuple[Checksum, Checksum]:
+        result = self.sides.both(lambda s: s.checksum(self.pair.source, span.low, span.high),
+                                 lambda t: t.checksum(self.pair.target, span.low, span.high))
+        return result[0], result[1]
+
+    def check(self, span: Range) -> None:
+        """Hash one chunk on both sides; bisect it when they differ."""
+        began = time.monotonic()
+        source, target = self.checksums(span)
+        seconds = time.monotonic() - began
+        with self.lock:
+            if span.low is not None and span.high is not None and self.pair.source.range_kinds == ("int",):
+                self.pace.append((span.high[0] - span.low[0]) / max(seconds, 1e-3))
+            self.report.chunks += 1
+            self.report.source_rows += source.rows
+            self.report.target_rows += target.rows
+            self.report.hashed_rows += max(source.rows, target.rows)
+        self.sensor.on_reconcile_chunk(self.pair.name, max(source.rows, target.rows))
+        if source != target:
+            with self.lock:
+                self.report.mismatched_chunks += 1
+            self.bisect(span, source, target)
+
+    def bisect(self, span: Range, source: Checksum, target: Checksum) -> None:
+        rows = max(source.rows, target.rows)
+        if rows <= self.settings.leaf_rows or self.pair.source.range_kinds is None:
+            self.leaf(span)
+            return
+        side, table = (self.sides.source, self.pair.source) if source.rows >= target.rows \
+            else (self.sides.target, self.pair.target)
+        points = side.split(table, span.low, span.high, max(1, -(-rows // _PIECES)))
+        if not points:
+            self.leaf(span)
+            return
+        bounds: list[Bound] = [span.low, *points, span.high]
+        for low, high in itertools.pairwise(bounds):
+            piece = Range(low, high)
+            a, b = self.checksums(piece)
+            if a != b:
+                self.bisect(piece, a, b)
+
+    # -- rows ------------------------------------------------------------------------------------
+    def leaf(self, span: Range) -> None:
+        """Compare the rows of a range by merging both sides' ordered streams."""
+        found = 0
+        for difference in self.differences(span):
+            found += 1
+            with self.lock:
+                self.report.add(difference, self.settings.max_reported)
+        if not found:
+            with self.lock:
+                self.report.false_alarms += 1
+
+    def differences(self, span: Range) -> Iterator[RowDifference]:
+        rules = self.pair.source.rules
+        names = [r.name for r in rules]
+        key = self.pair.source.key
+        key_at = [names.index(k) for k in key] if key else list(range(len(names)))
+        source = self.sides.source.rows(self.pair.source, span.low, span.high)
+        target = _Prefetch(self.sides.target.rows(self.pair.target, span.low, span.high))
+        s, t = next(source, None), next(target, None)
+        while s is not None or t is not None:
+            if t is None or (s is not None and _before(s[0], t[0])):
+                assert s is not None
+                yield RowDifference(RowKind.MISSING, {names[i]: s[1][i] for i in key_at},
+                                    source=dict(zip(names, s[1], strict=True)))
+                s = next(source, None)
+            elif s is None or _before(t[0], s[0]):
+                yield RowDifference(RowKind.EXTRA, {names[i]: t[1][i] for i in key_at},
+                                    target=dict(zip(names, t[1], strict=True)))
+                t = next(target, None)
+            else:
+                columns = tuple(ColumnDifference(r.name, a, b) for r, a, b in zip(rules, s[1], t[1], strict=True)
+                                if not same_text(r.family, a, b))
+                if columns:
+                    yield RowDifference(RowKind.DIFFERENT, {names[i]: s[1][i] for i in key_at}, columns)
+                s, t = next(source, None), next(target, None)
+        target.close()
+
+
+def _before(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Sort keys in the order both databases sorted them: numbers as numbers, text by code point (the
+    order of UTF-8 bytes); Decimal and int compare as numbers."""
+    return a < b
+
+
+class _Prefetch:
+    """Reads a row stream in a thread of its own, a few thousand rows ahead (both sides stream at once)."""
+
+    def __init__(self, rows: Iterator[Any], depth: int = 4096) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(depth)
+        self._done = object()
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(rows,), daemon=True, name="reconcile-rows")
+        self._thread.start()
+
+    def _run(self, rows: Iterator[Any]) -> None:
+        try:
+            for row in rows:
+                if self._stop.is_set():
+                    break
+                self._queue.put(row)
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
+            self._queue.put(self._done)
+
+    def __iter__(self) -> _Prefetch:
+        return self
+
+    def __next__(self) -> Any:
+        item = self._queue.get()
+        if item is self._done:
+            self._queue.put(self._done)
+            if self._error is not None:
+                raise self._error
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):  # the reader is finishing
+                self._queue.get(timeout=0.1)
+        self._thread.join()
+
+
+class Reconciler:
+    """Compares the selected tables (or the named ones), chunk by chunk, `reconcile.workers` at once."""
+
+    def __init__(self, config: MigrationConfig, sensor: Sensor, say: Say,
+                 stop: threading.Event | None = None) -> None:
+        self._config = config
+        self._sensor = sensor
+        self._say = say
+        self._stop = stop or threading.Event()
+
+    def resolve(self, names: list[str] | None) -> list[TableId]:
+        catalog = catalog_for(self._config.source)
+        try:
+            selected = [t.table for t in catalog.list_tables() if self._config.selects(t.table)]
+        finally:
+            catalog.close()
+        if not names:
+            if not selected:
+                raise ConfigError(f"no table of the source {self._config.source.describe()} matches tables.include",
+                                  hint="check tables.include / tables.exclude")
+            return selected
+        by_name = {t.qualified: t for t in selected}
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise ConfigError(f"not a selected source table: {', '.join(unknown)}",
+                              hint="name tables as schema.table (MySQL: database.table); see tables.include")
+        return [by_name[n] for n in names]
+
+    def run(self, names: list[str] | None = None) -> Report:
+        tables = self.resolve(names)
+        report = Report(self._config.source.describe(), self._config.target.describe(), started_at=time.time())
+        began = time.monotonic()
+        workers = [_Sides(self._config) for _ in range(self._config.reconcile.workers)]
+        try:
+            for table in tables:
+                if self._stop.is_set():
+                    break
+                report.tables.append(self.check_table(table, workers))
+        finally:
+            for sides in workers:
+                sides.close()
+        report.seconds = time.monotonic() - began
+        return report
+
+    def check_table(self, table: TableId, workers: list[_Sides]) -> TableReport:
+        schema, name = self._config.tables.target_for(table.schema, table.name)
+        report = TableReport(table.qualified, f"{schema}.{name}")
+        began = time.monotonic()
+        try:
+            pair = describe(self._config, workers[0].source, workers[0].target, table, report)
+            if pair is not None:
+                self._check_chunks(pair, workers, report)
+        except ReconcileError as exc:
+            report.state, report.error = TableState.ERROR, exc.line()
+        report.seconds = time.monotonic() - began
+        if report.state is TableState.EQUAL and report.differences:
+            report.state = TableState.DIFFERENT
+        self._sensor.on_reconcile_table(table.qualified, report.differences, report.state is TableState.EQUAL,
+                                        time.time())
+        self._say(self._line(report))
+        return report
+
+    def _check_chunks(self, pair: Pair, workers: list[_Sides], report: TableReport) -> None:
+        checks = [TableCheck(pair, sides, self._config, report, self._sensor) for sides in workers]
+        # all checks share the report's counters under one lock
+        for check in checks[1:]:
+            check.lock, check.pace = checks[0].lock, checks[0].pace
+        chunks = checks[0].chunks()
+        feed = threading.Lock()
+        errors: list[BaseException] = []
+
+        def work(check: TableCheck) -> None:
+            while not self._stop.is_set() and not errors:
+                with feed:
+                    span = next(chunks, None)
+                if span is None:
+                    return
+                try:
+                    check.check(span)
+                except BaseException as exc:
+                    errors.append(exc)
+                    return
+
+        if len(checks) == 1:
+            work(checks[0])
+        else:
+            threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in checks]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        if errors:
+            raise errors[0]
+
+    @staticmethod
+    def _line(report: TableReport) -> str:
+        if report.error:
+            return f"{report.table}: {report.state.value}: {report.error}"
+        counts = ", ".join(f"{v} {k}" for k, v in report.counts.items() if v)
+        return (f"{report.table}: {report.state.value} ({report.source_rows} rows in the source, "
+                f"{report.target_rows} in the target, {report.chunks} chunk(s), {report.seconds:.1f} s"
+                + (f"; {counts}" if counts else "") + ")")
