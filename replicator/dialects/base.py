@@ -392,8 +392,12 @@ class HashedTable:
     types: Mapping[str, str]
     key: tuple[str, ...]
     kinds: tuple[KeyKind | None, ...]
-    same: bool = False  # both sides are this engine with the same types: cheaper canonical texts
+    same: bool = False  # both sides are this engine: a column of the same type on both gets cheaper texts
     fast: bool = False  # an engine-specific row hash both sides share (PostgreSQL: hashtextextended)
+
+    def same_type(self, rule: ColumnRule) -> bool:
+        """Both sides are this engine and the column has the same type on both."""
+        return self.same and rule.source_type == rule.target_type
 
     @property
     def range_kinds(self) -> tuple[KeyKind, ...] | None:

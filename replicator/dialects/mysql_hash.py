@@ -10,7 +10,7 @@ JSON is canonicalised by MariaDB's JSON_NORMALIZE; MySQL 8 has no such function,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pymysql
@@ -143,10 +143,10 @@ def canonical(rule: ColumnRule, own_type: str, *, same: bool, mariadb: bool = Tr
     return _RENDER.get(rule.family, _native)(_ident(rule.name), own_type, same, mariadb)
 
 
-def row_text(rules: tuple[ColumnRule, ...], types: Mapping[str, str], *, same: bool, mariadb: bool = True) -> str:
+def row_text(t: HashedTable, *, mariadb: bool = True) -> str:
     parts = []
-    for rule in rules:
-        text = canonical(rule, types[rule.name], same=same, mariadb=mariadb)
+    for rule in t.rules:
+        text = canonical(rule, t.types[rule.name], same=t.same_type(rule), mariadb=mariadb)
         if rule.family in PREFIXED:
             text = f"CONCAT(CHAR_LENGTH({text}), ':', {text})"
         parts.append(f"IFNULL({text}, '~')")
@@ -199,7 +199,7 @@ class MySQLHashSide:
         return columns, key
 
     def checksum(self, t: HashedTable, low: tuple[Any, ...] | None, high: tuple[Any, ...] | None) -> Checksum:
-        row = row_text(t.rules, t.types, same=t.same, mariadb=self._mariadb)
+        row = row_text(t, mariadb=self._mariadb)
         kinds = t.range_kinds
         where, params = range_condition(t.key, kinds, low, high) if kinds is not None else ("TRUE", [])
         result = self._rows(f"SELECT COUNT(*), SUM(CAST(CONV(SUBSTRING(MD5({row}), 1, 16), 16, 10) AS UNSIGNED))"
@@ -225,7 +225,7 @@ class MySQLHashSide:
 
     def rows(self, t: HashedTable, low: tuple[Any, ...] | None,
              high: tuple[Any, ...] | None) -> Iterator[tuple[tuple[Any, ...], tuple[str | None, ...]]]:
-        texts = [canonical(r, t.types[r.name], same=t.same, mariadb=self._mariadb) for r in t.rules]
+        texts = [canonical(r, t.types[r.name], same=t.same_type(r), mariadb=self._mariadb) for r in t.rules]
         by_name = {r.name: text for r, text in zip(t.rules, texts, strict=True)}
         sort: list[str] = []
         order: list[str] = []
@@ -238,7 +238,7 @@ class MySQLHashSide:
                 sort.append(text)
                 order.append(f"CAST({text} AS BINARY)")
         if not t.key:
-            text = row_text(t.rules, t.types, same=t.same, mariadb=self._mariadb)
+            text = row_text(t, mariadb=self._mariadb)
             sort.append(text)
             order.append(f"CAST({text} AS BINARY)")
         kinds = t.range_kinds

@@ -9,7 +9,7 @@ composed identifiers: a '%' in a name would be read as one).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from typing import Any
 
@@ -167,13 +167,17 @@ def canonical(rule: ColumnRule, own_type: str, *, same: bool) -> sql.Composable:
     native types: their text in the session's settings."""
     render = _RENDER.get(rule.family)
     c = sql.Identifier(rule.name)
-    return render(c, own_type, same) if render else sql.SQL("{}::text").format(c)
+    if render is not None:
+        return render(c, own_type, same)
+    if family_of(own_type) is Family.NATIVE:  # the type's output function (inet::text adds a /128 mask)
+        return sql.SQL("CASE WHEN {0} IS NOT NULL THEN format('%s', {0}) END").format(c)
+    return sql.SQL("{}::text").format(c)
 
 
-def row_text(rules: tuple[ColumnRule, ...], types: Mapping[str, str], *, same: bool) -> sql.Composable:
+def row_text(t: HashedTable) -> sql.Composable:
     parts = []
-    for rule in rules:
-        text = canonical(rule, types[rule.name], same=same)
+    for rule in t.rules:
+        text = canonical(rule, t.types[rule.name], same=t.same_type(rule))
         if rule.family in PREFIXED:
             text = sql.SQL("length({0}) || ':' || {0}").format(text)
         parts.append(sql.SQL("COALESCE({}, '~')").format(text))
@@ -237,7 +241,7 @@ class PostgresHashSide:
         return columns, key
 
     def checksum(self, t: HashedTable, low: tuple[Any, ...] | None, high: tuple[Any, ...] | None) -> Checksum:
-        row = row_text(t.rules, t.types, same=t.same)
+        row = row_text(t)
         hashed = sql.SQL("hashtextextended({}, 0)").format(row) if t.fast \
             else sql.SQL("('x' || substr(md5({}), 1, 16))::bit(64)::bigint").format(row)
         kinds = t.range_kinds
@@ -270,7 +274,7 @@ class PostgresHashSide:
 
     def rows(self, t: HashedTable, low: tuple[Any, ...] | None,
              high: tuple[Any, ...] | None) -> Iterator[tuple[tuple[Any, ...], tuple[str | None, ...]]]:
-        texts = [canonical(r, t.types[r.name], same=t.same) for r in t.rules]
+        texts = [canonical(r, t.types[r.name], same=t.same_type(r)) for r in t.rules]
         by_name = {r.name: text for r, text in zip(t.rules, texts, strict=True)}
         sort: list[sql.Composable] = []
         for column, kind in zip(t.key, t.kinds, strict=True):
@@ -281,7 +285,7 @@ class PostgresHashSide:
             else:
                 sort.append(sql.SQL('({}) COLLATE "C"').format(by_name[column]))
         if not t.key:
-            sort.append(sql.SQL('({}) COLLATE "C"').format(row_text(t.rules, t.types, same=t.same)))
+            sort.append(sql.SQL('({}) COLLATE "C"').format(row_text(t)))
         kinds = t.range_kinds
         where = range_condition(t.key, kinds, low, high) if kinds is not None else sql.SQL("true")
         query = sql.SQL("SELECT {}, {} FROM {} WHERE {} ORDER BY {}").format(

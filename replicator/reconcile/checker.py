@@ -116,8 +116,8 @@ def describe(config: MigrationConfig, source: HashSide, target: HashSide, table:
     by_name = {r.name: r for r in rules}
     kinds = tuple(key_kind(source.family(by_name[k].source_type), target.family(by_name[k].target_type))
                   for k in key)
-    same = type(source) is type(target) and all(r.source_type == r.target_type for r in rules)
-    fast = same and getattr(source, "fast_hash", False)
+    same = type(source) is type(target)
+    fast = same and bool(getattr(source, "fast_hash", False))
     source_types = {r.name: r.source_type for r in rules}
     return Pair(HashedTable(table, tuple(rules), source_types, key, kinds, same, fast),
                 HashedTable(target_table, tuple(rules), target_types, key, kinds, same, fast))
