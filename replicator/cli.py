@@ -329,8 +329,11 @@ def snapshot(obj: _Context, tables: tuple[str, ...], restart: bool, dry_run: boo
 @click.argument("tables", nargs=-1)
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
               help="also write the full report (every table, every differing row listed) as JSON to this file")
+@click.option("--no-anchor", is_flag=True,
+              help="do not recheck differing rows at a common stream position (for tables without a change "
+                   "stream): exact only when neither side changes during the pass")
 @click.pass_obj
-def reconcile(obj: _Context, tables: tuple[str, ...], json_file: Path | None) -> None:
+def reconcile(obj: _Context, tables: tuple[str, ...], json_file: Path | None, no_anchor: bool) -> None:
     """Compare the rows of the source and the target (all selected tables, or TABLES as schema.table):
     chunk checksums computed in both databases, differing chunks bisected down to the rows. Exit code 0
     only when no difference is confirmed."""
@@ -338,7 +341,8 @@ def reconcile(obj: _Context, tables: tuple[str, ...], json_file: Path | None) ->
     from replicator.sensor import NullSensor
 
     config = obj.config()
-    reconciler = Reconciler(config, NullSensor(), say=lambda line: err.print(line, markup=False, soft_wrap=True))
+    reconciler = Reconciler(config, NullSensor(), say=lambda line: err.print(line, markup=False, soft_wrap=True),
+                            anchored=not no_anchor)
     report = reconciler.run(list(tables) or None)
     if json_file is not None:
         try:

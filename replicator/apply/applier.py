@@ -7,7 +7,8 @@ One batch, in order:
    recorded in our state, never replayed;
 3. drop events at or below the partition's stored source position (Kafka Connect re-sends events
    after a crash under new offsets; their source positions repeat), and, for a released snapshot
-   gate, events the copy already holds;
+   gate, events the copy already holds; at a reconcile cut (replicator.apply.gate), stop a
+   partition before its first event outside the recheck's read view;
 4. outside any transaction: add columns that appeared in the events (schema evolution);
 5. one transaction: lock our offset rows of the batch's partitions in sorted order
    (`SELECT … FOR UPDATE`) and roll back unless they still hold the offsets this batch starts at
@@ -362,6 +363,7 @@ class ChangeApplier:
             return None
         letters: list[DeadLetter] = []
         work = {p: self._prepare(p, msgs, letters) for p, msgs in sorted(by_partition.items())}
+        self._consumer.pause(self._router.held_partitions(sorted(work)))  # stopped at a reconcile cut
         first = {p: self._planned[p].next_offset for p in work}
         executor = StepExecutor(self._writer, self._config.apply.error_policy, self._sensor)
         tables = self._router.group(work_events(work), executor.reject)  # DDL for new columns happens here
@@ -421,6 +423,7 @@ class ChangeApplier:
                 and not topic.endswith(".message")):
             return work  # transaction markers, schema history: nothing to apply
         stored = self._planned[partition].position
+        cut = self._router.cut(topic)
         accepted_key_change_delete = False
         decode = self._decoder.decode
         number = partition[1]
@@ -441,12 +444,14 @@ class ChangeApplier:
             position = record.position
             if position is not None and position.major <= 0:
                 position = None  # not `ordered`: first transaction of a fresh connector (see SourcePosition)
-            if position is not None and stored is not None:
-                duplicate = position < stored or (position == stored and not (
-                    isinstance(record, ChangeEvent) and record.old_key is not None and accepted_key_change_delete))
-                if duplicate:
-                    self._sensor.on_apply_skipped("duplicate", 1)
-                    continue
+            if _duplicate(record, position, stored, accepted_key_change_delete):
+                self._sensor.on_apply_skipped("duplicate", 1)
+                continue
+            if cut is not None and isinstance(record, ChangeEvent) and not cut.applies(record):
+                # a reconcile recheck's cut: this event is not in its read view; stop before it
+                work.next_offset = work.rewind_to = _offset_of(message)
+                self._router.stop(topic)
+                break
             if position is not None:
                 stored = position
                 work.position = position
@@ -477,6 +482,16 @@ class ChangeApplier:
         letters.append(DeadLetter(message.topic() or "", message.partition() or 0, message.offset() or 0, None,
                                   None, exc.message, message.value()))
         self._sensor.on_dead_letter("(undecodable)")
+
+
+def _duplicate(record: ChangeEvent | SchemaChange | LogicalMessage, position: SourcePosition | None,
+               stored: SourcePosition | None, accepted_key_change_delete: bool) -> bool:
+    """At or below the stored source position: a re-sent event (the `c` of a primary-key change
+    shares its `d`'s position and is not one)."""
+    if position is None or stored is None:
+        return False
+    return position < stored or (position == stored and not (
+        isinstance(record, ChangeEvent) and record.old_key is not None and accepted_key_change_delete))
 
 
 def work_events(work: dict[Partition, _PartitionWork]) -> list[ChangeEvent]:

@@ -16,6 +16,14 @@ one chunk with no bounds):
     {"chunks": [{"low": [..] | null, "high": [..] | null,            # key range [low, high)
                  "postgres": {"xmin": int, "xmax": int, "xip": [int], "lsn": int}}
                 | {..., "mysql": {"file": int, "pos": int}}]}
+Reconcile cuts (replicator.reconcile.anchor) are rows of the same table under their own name
+(`reconcile:<schema>.<table>`), recognised by their JSON, {"reconcile": [schema, table], "cut": P}:
+* state `hold`: the table's partition is paused, as for a snapshot hold;
+* state `filter`: the applier applies the table's events that are visible at P (the read view of a
+  recheck, the same {"postgres": …} / {"mysql": …} form as a chunk's position) and stops at the first
+  one that is not: its offset is not passed until the cut is removed. A snapshot filter of the same
+  table still applies beside it.
+
 PostgreSQL: an event with change LSN >= the chunk's LSN is applied; one below it whose transaction
 is visible in the chunk's snapshot is in the copy and is skipped. Debezium's `txId` is the 32-bit
 xid while snapshots hold 64-bit xids, so it is widened to the 64-bit xid nearest xmax first.
@@ -60,6 +68,18 @@ class _Chunk:
         if self.low is not None and key < self.low:
             return False
         return not (self.high is not None and key >= self.high)
+
+    def beyond(self, event: ChangeEvent) -> bool:
+        """The event is at or after the view's stream position (not merely invisible in it: on
+        PostgreSQL a transaction whose commit record lies below the LSN may still be in progress in
+        the snapshot, and a visible one may follow it in the stream)."""
+        if event.position is None:
+            return False
+        if self.pg is not None:
+            return event.position.minor >= self.pg[3]
+        if self.mysql is not None:
+            return (event.position.major, event.position.minor) >= self.mysql
+        return False
 
     def covers(self, event: ChangeEvent) -> bool:
         if event.position is None:
@@ -114,3 +134,46 @@ class SnapshotFilter:
             if chunk.contains(key):
                 return chunk.covers(event)
         return False
+
+
+RECONCILE_PREFIX = "reconcile:"
+
+
+def reconcile_gate_name(schema: str, table: str) -> str:
+    return f"{RECONCILE_PREFIX}{schema}.{table}"
+
+
+def reconcile_gate_text(schema: str, table: str, cut: dict[str, Any] | None) -> str:
+    return orjson.dumps({"reconcile": [schema, table], "cut": cut}).decode()
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A reconcile cut: apply what is visible in a read view, stop at the first event that is not."""
+
+    view: _Chunk
+
+    def applies(self, event: ChangeEvent) -> bool:
+        return self.view.covers(event)
+
+    def beyond(self, event: ChangeEvent) -> bool:
+        return self.view.beyond(event)
+
+    @classmethod
+    def of(cls, position: dict[str, Any], table: str) -> Cut:
+        parsed = SnapshotFilter.parse(orjson.dumps({"chunks": [{"low": None, "high": None, **position}]}).decode(),
+                                      table)
+        return cls(parsed._chunks[0])
+
+
+def reconcile_gate(filter_text: str | None) -> tuple[str, str, dict[str, Any] | None] | None:
+    """(schema, table, cut position or None) of a reconcile gate's JSON; None for any other gate."""
+    if not filter_text or '"reconcile"' not in filter_text:
+        return None
+    try:
+        raw = orjson.loads(filter_text)
+        schema, table = raw["reconcile"]
+        cut = raw.get("cut")
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    return str(schema), str(table), cut if isinstance(cut, dict) else None

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 
 from replicator.apply.batch import key_of
-from replicator.apply.gate import SnapshotFilter
+from replicator.apply.gate import Cut, SnapshotFilter, reconcile_gate
 from replicator.config import MigrationConfig, SchemaEvolution
 from replicator.dialects.base import Gate, Partition, TargetTable, TargetWriter
 from replicator.events import ChangeEvent
@@ -40,6 +40,9 @@ class Router:
         self._targets: dict[TableId, TargetTable | None] = {}
         self._gates: dict[str, Gate] = {}
         self._filters: dict[str, SnapshotFilter] = {}
+        self._reconcile_held: set[str] = set()  # topics a reconcile recheck holds
+        self._cuts: dict[str, Cut] = {}  # topic → the cut a reconcile recheck set
+        self._stopped: set[str] = set()  # topics whose next event is past their cut (until the gates change)
         self._reported_missing: set[tuple[TableId, str]] = set()
 
     def use(self, writer: TargetWriter) -> None:
@@ -59,18 +62,37 @@ class Router:
             return False
         self._gates = gates
         self._targets.clear()  # a copy may have dropped and re-added a table's primary key: describe again
-        self._filters = {name: SnapshotFilter.parse(g.filter, name)
-                         for name, g in gates.items() if g.state == "filter" and g.filter}
+        prefix = self._config.kafka.topic_prefix
+        self._filters, self._cuts, self._reconcile_held, self._stopped = {}, {}, set(), set()
+        for name, gate in gates.items():
+            found = reconcile_gate(gate.filter)
+            if found is not None:
+                schema, table, cut = found
+                topic = topic_for(prefix, TableId(schema, table))
+                if gate.state == "hold" or cut is None:
+                    self._reconcile_held.add(topic)
+                else:
+                    self._cuts[topic] = Cut.of(cut, f"{schema}.{table}")
+            elif gate.state == "filter" and gate.filter:
+                self._filters[name] = SnapshotFilter.parse(gate.filter, name)
         return True
 
     def held_partitions(self, partitions: list[Partition]) -> list[Partition]:
         prefix = self._config.kafka.topic_prefix
-        held_topics = set()
+        held_topics = self._reconcile_held | self._stopped
         for name, gate in self._gates.items():
-            if gate.state == "hold":
+            if gate.state == "hold" and reconcile_gate(gate.filter) is None:
                 schema, _, table = name.partition(".")
-                held_topics.add(topic_for(prefix, TableId(schema, table)))
+                held_topics = held_topics | {topic_for(prefix, TableId(schema, table))}
         return [p for p in partitions if p[0] in held_topics]
+
+    def cut(self, topic: str) -> Cut | None:
+        """The reconcile cut of a topic's table, if a recheck set one."""
+        return self._cuts.get(topic)
+
+    def stop(self, topic: str) -> None:
+        """The topic's next event is past its cut: hold it until the gates change."""
+        self._stopped.add(topic)
 
     # -- routing -------------------------------------------------------------------------------
     def target(self, source: TableId) -> TargetTable | None:

@@ -438,7 +438,7 @@ class HashSide(Protocol):
         ...
 
     def rows(self, t: HashedTable, low: tuple[Any, ...] | None,
-             high: tuple[Any, ...] | None) -> Iterator[tuple[tuple[Any, ...], tuple[str | None, ...]]]:
+             high: tuple[Any, ...] | None) -> Generator[tuple[tuple[Any, ...], tuple[str | None, ...]], None, None]:
         """(sort key, canonical column texts) of each row of the range, streamed in sort-key order: a key
         column of kind int or text by its value (text in byte order), others by their canonical text; a
         table without a key by its canonical row text."""

@@ -10,7 +10,7 @@ JSON is canonicalised by MariaDB's JSON_NORMALIZE; MySQL 8 has no such function,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pymysql
@@ -224,7 +224,7 @@ class MySQLHashSide:
         return None if low is None else (int(low), int(high))
 
     def rows(self, t: HashedTable, low: tuple[Any, ...] | None,
-             high: tuple[Any, ...] | None) -> Iterator[tuple[tuple[Any, ...], tuple[str | None, ...]]]:
+             high: tuple[Any, ...] | None) -> Generator[tuple[tuple[Any, ...], tuple[str | None, ...]], None, None]:
         texts = [canonical(r, t.types[r.name], same=t.same_type(r), mariadb=self._mariadb) for r in t.rules]
         by_name = {r.name: text for r, text in zip(t.rules, texts, strict=True)}
         sort: list[str] = []

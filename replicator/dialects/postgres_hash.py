@@ -9,7 +9,7 @@ composed identifiers: a '%' in a name would be read as one).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import nullcontext
 from typing import Any
 
@@ -273,7 +273,7 @@ class PostgresHashSide:
         return int(row[0]), int(row[1])
 
     def rows(self, t: HashedTable, low: tuple[Any, ...] | None,
-             high: tuple[Any, ...] | None) -> Iterator[tuple[tuple[Any, ...], tuple[str | None, ...]]]:
+             high: tuple[Any, ...] | None) -> Generator[tuple[tuple[Any, ...], tuple[str | None, ...]], None, None]:
         texts = [canonical(r, t.types[r.name], same=t.same_type(r)) for r in t.rules]
         by_name = {r.name: text for r, text in zip(t.rules, texts, strict=True)}
         sort: list[sql.Composable] = []

@@ -36,6 +36,7 @@ from replicator.dialects import catalog_for, hash_side_for
 from replicator.dialects.base import HashedTable, HashSide, KeyKind
 from replicator.errors import ConfigError, ReconcileError
 from replicator.model import TableId
+from replicator.reconcile.anchor import Anchor, Reached
 from replicator.reconcile.report import (
     ColumnDifference,
     Report,
@@ -173,6 +174,7 @@ class TableCheck:
         self.sensor = sensor
         self.lock = threading.Lock()
         self.pace: list[float] = []  # key units per second of the integer ranges hashed so far (shared)
+        self.suspects: list[Range] = []  # ranges whose rows differed in the pass (shared)
 
     # -- chunks ----------------------------------------------------------------------------------
     def chunks(self) -> Iterator[Range]:
@@ -262,15 +264,14 @@ class TableCheck:
 
     # -- rows ------------------------------------------------------------------------------------
     def leaf(self, span: Range) -> None:
-        """Compare the rows of a range by merging both sides' ordered streams."""
-        found = 0
-        for difference in self.differences(span):
-            found += 1
-            with self.lock:
-                self.report.add(difference, self.settings.max_reported)
-        if not found:
+        """Compare the rows of a range by merging both sides' ordered streams. Rows that differ make
+        the range a suspect: while writes go on, only a recheck at a common position confirms them."""
+        if next(iter(self.differences(span)), None) is None:
             with self.lock:
                 self.report.false_alarms += 1
+            return
+        with self.lock:
+            self.suspects.append(span)
 
     def differences(self, span: Range) -> Iterator[RowDifference]:
         rules = self.pair.source.rules
@@ -279,6 +280,15 @@ class TableCheck:
         key_at = [names.index(k) for k in key] if key else list(range(len(names)))
         source = self.sides.source.rows(self.pair.source, span.low, span.high)
         target = _Prefetch(self.sides.target.rows(self.pair.target, span.low, span.high))
+        try:
+            yield from self._merge(source, target, rules, names, key_at)
+        finally:
+            target.close()
+            source.close()
+
+    @staticmethod
+    def _merge(source: Iterator[Any], target: Iterator[Any], rules: tuple[ColumnRule, ...], names: list[str],
+               key_at: list[int]) -> Iterator[RowDifference]:
         s, t = next(source, None), next(target, None)
         while s is not None or t is not None:
             if t is None or (s is not None and _before(s[0], t[0])):
@@ -296,7 +306,10 @@ class TableCheck:
                 if columns:
                     yield RowDifference(RowKind.DIFFERENT, {names[i]: s[1][i] for i in key_at}, columns)
                 s, t = next(source, None), next(target, None)
-        target.close()
+
+
+def _span_order(span: Range) -> tuple[bool, tuple[Any, ...]]:
+    return (span.low is not None, span.low or ())
 
 
 def _before(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
@@ -353,12 +366,15 @@ class _Prefetch:
 class Reconciler:
     """Compares the selected tables (or the named ones), chunk by chunk, `reconcile.workers` at once."""
 
-    def __init__(self, config: MigrationConfig, sensor: Sensor, say: Say,
-                 stop: threading.Event | None = None) -> None:
+    def __init__(self, config: MigrationConfig, sensor: Sensor, say: Say, stop: threading.Event | None = None,
+                 *, anchored: bool = True, reach_timeout_s: float = 60.0) -> None:
         self._config = config
         self._sensor = sensor
         self._say = say
         self._stop = stop or threading.Event()
+        self._anchored = anchored
+        self._reach_timeout_s = reach_timeout_s
+        self._anchor_obj: Anchor | None = None
 
     def resolve(self, names: list[str] | None) -> list[TableId]:
         catalog = catalog_for(self._config.source)
@@ -391,6 +407,9 @@ class Reconciler:
         finally:
             for sides in workers:
                 sides.close()
+            if self._anchor_obj is not None:
+                self._anchor_obj.close()
+                self._anchor_obj = None
         report.seconds = time.monotonic() - began
         return report
 
@@ -401,7 +420,10 @@ class Reconciler:
         try:
             pair = describe(self._config, workers[0].source, workers[0].target, table, report)
             if pair is not None:
-                self._check_chunks(pair, workers, report)
+                suspects = self._check_chunks(pair, workers, report)
+                if suspects:
+                    self._confirm(pair, TableCheck(pair, workers[0], self._config, report, self._sensor), suspects,
+                                  report)
         except ReconcileError as exc:
             report.state, report.error = TableState.ERROR, exc.line()
         report.seconds = time.monotonic() - began
@@ -412,11 +434,11 @@ class Reconciler:
         self._say(self._line(report))
         return report
 
-    def _check_chunks(self, pair: Pair, workers: list[_Sides], report: TableReport) -> None:
+    def _check_chunks(self, pair: Pair, workers: list[_Sides], report: TableReport) -> list[Range]:
         checks = [TableCheck(pair, sides, self._config, report, self._sensor) for sides in workers]
         # all checks share the report's counters under one lock
         for check in checks[1:]:
-            check.lock, check.pace = checks[0].lock, checks[0].pace
+            check.lock, check.pace, check.suspects = checks[0].lock, checks[0].pace, checks[0].suspects
         chunks = checks[0].chunks()
         feed = threading.Lock()
         errors: list[BaseException] = []
@@ -443,6 +465,59 @@ class Reconciler:
                 thread.join()
         if errors:
             raise errors[0]
+        return sorted(checks[0].suspects, key=_span_order)
+
+    def _confirm(self, pair: Pair, check: TableCheck, suspects: list[Range], report: TableReport) -> None:
+        """Compare the suspect ranges again with the target at the source's read view (see anchor):
+        what still differs there is confirmed; what does not was the stream's lag."""
+        table = pair.source.table
+        anchor = self._anchor()
+        if anchor is None or not anchor.has_stream(table):
+            report.notes.append("compared without anchoring to the change stream (no stream for this table, or"
+                                " --no-anchor): exact when neither side changed during the pass")
+            self._record(check, suspects, report)
+            return
+        attempts = self._config.reconcile.rechecks
+        for attempt in range(1, attempts + 1):
+            anchor.hold(table)
+            try:
+                view = check.sides.source.open_view()
+                try:
+                    anchor.cut(table, view)
+                    reached = anchor.reach(table, view, self._reach_timeout_s)
+                    if reached is Reached.EXACT:
+                        self._record(check, suspects, report)
+                        report.notes.append(f"{len(suspects)} suspect range(s) rechecked at a common stream "
+                                            f"position (attempt {attempt})")
+                        return
+                    log.info("%s: recheck attempt %d: %s", table, attempt, reached.value)
+                finally:
+                    check.sides.source.close_view()
+            finally:
+                anchor.release(table)
+            if reached is Reached.TIMEOUT:
+                report.state = TableState.UNSETTLED
+                report.notes.append(f"{len(suspects)} range(s) differed, but the applier did not reach the source's "
+                                    f"read view within {self._reach_timeout_s:.0f} s: is `replicator apply` running "
+                                    "and caught up?")
+                return
+        report.state = TableState.UNSETTLED
+        report.notes.append(f"{len(suspects)} range(s) differed and no exact common position was found in "
+                            f"{attempts} attempt(s)")
+
+    def _record(self, check: TableCheck, suspects: list[Range], report: TableReport) -> None:
+        for span in suspects:
+            for difference in check.differences(span):
+                report.add(difference, self._config.reconcile.max_reported)
+
+    def _anchor(self) -> Anchor | None:
+        if not self._anchored:
+            return None
+        if self._anchor_obj is None:
+            self._anchor_obj = Anchor(self._config)
+            for table in self._anchor_obj.release_all():
+                self._say(f"removed a reconcile gate left behind on {table}")
+        return self._anchor_obj
 
     @staticmethod
     def _line(report: TableReport) -> str:
