@@ -30,7 +30,8 @@ a BIGINT UNSIGNED that became numeric(20) as a decimal). The rules, per family:
 * json: key order and whitespace insensitive. Across engines: keys sorted by their bytes, no
   whitespace, numbers as exact decimals in the form MariaDB's JSON_NORMALIZE writes ('1.5E0',
   '1.234567890123456789E19'), strings as escaped in the stored text (PostgreSQL jsonb's escaping,
-  which the copier and the applier write); PostgreSQL→PostgreSQL: jsonb's text.
+  which the copier and the applier write); on every pair, PostgreSQL→PostgreSQL included (jsonb keeps
+  a number's digits as written: 2.50 is not 2.5 there).
 * point: 'x y', each coordinate as float8.
 * native: a type only its own engine knows, compared on that engine by its text (arrays, ranges,
   inet, tsvector…; MySQL spatial values as hex of their internal form).

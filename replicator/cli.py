@@ -278,13 +278,16 @@ def schema(obj: _Context, dry_run: bool, phase: str) -> None:
 @click.option("--no-apply", is_flag=True, help="Only watch the connector; do not apply change events.")
 @click.option("--snapshot", "with_snapshot", is_flag=True,
               help="Also copy the tables not copied yet (as `replicator snapshot`), beside the applier.")
+@click.option("--reconcile", "with_reconcile", is_flag=True,
+              help="Also compare source and target in rolling passes (reconcile.interval_s apart), on /metrics.")
 @click.pass_obj
-def serve(obj: _Context, apply_connectors: bool, no_apply: bool, with_snapshot: bool) -> None:
+def serve(obj: _Context, apply_connectors: bool, no_apply: bool, with_snapshot: bool, with_reconcile: bool) -> None:
     """Run the long-lived service: connector, change applier, /metrics and /healthz, until SIGTERM."""
     from replicator.service import serve_forever
 
     serve_forever(obj.config(), apply_connectors=apply_connectors, apply_changes=not no_apply,
-                  say=lambda line: err.print(line, markup=False, soft_wrap=True), snapshot=with_snapshot)
+                  say=lambda line: err.print(line, markup=False, soft_wrap=True), snapshot=with_snapshot,
+                  reconcile=with_reconcile)
 
 
 @cli.command("snapshot")
@@ -332,8 +335,11 @@ def snapshot(obj: _Context, tables: tuple[str, ...], restart: bool, dry_run: boo
 @click.option("--no-anchor", is_flag=True,
               help="do not recheck differing rows at a common stream position (for tables without a change "
                    "stream): exact only when neither side changes during the pass")
+@click.option("--repair", is_flag=True,
+              help="re-copy confirmed differing rows from the source at the position they were read, through the "
+                   "applier's write path, then verify them again")
 @click.pass_obj
-def reconcile(obj: _Context, tables: tuple[str, ...], json_file: Path | None, no_anchor: bool) -> None:
+def reconcile(obj: _Context, tables: tuple[str, ...], json_file: Path | None, no_anchor: bool, repair: bool) -> None:
     """Compare the rows of the source and the target (all selected tables, or TABLES as schema.table):
     chunk checksums computed in both databases, differing chunks bisected down to the rows. Exit code 0
     only when no difference is confirmed."""
@@ -342,7 +348,7 @@ def reconcile(obj: _Context, tables: tuple[str, ...], json_file: Path | None, no
 
     config = obj.config()
     reconciler = Reconciler(config, NullSensor(), say=lambda line: err.print(line, markup=False, soft_wrap=True),
-                            anchored=not no_anchor)
+                            anchored=not no_anchor, repair=repair)
     report = reconciler.run(list(tables) or None)
     if json_file is not None:
         try:
@@ -351,11 +357,11 @@ def reconcile(obj: _Context, tables: tuple[str, ...], json_file: Path | None, no
             raise ConfigError(f"cannot write the report to {json_file}: {exc.strerror}",
                               hint="choose a writable path for --json") from None
     table = Table("table", "state", "source rows", "target rows", "chunks", "missing", "extra", "different",
-                  "seconds", box=None)
+                  "repaired", "seconds", box=None)
     for t in report.tables:
         table.add_row(t.table, t.state.value, f"{t.source_rows:,}", f"{t.target_rows:,}", str(t.chunks),
                       str(t.counts["missing"]), str(t.counts["extra"]), str(t.counts["different"]),
-                      f"{t.seconds:.1f}")
+                      str(t.repaired), f"{t.seconds:.1f}")
     out.print(table)
     for t in report.tables:
         for note in t.notes:

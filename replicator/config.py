@@ -256,6 +256,8 @@ class ReconcileSettings(_Section):
     max_reported: int = Field(default=1000, ge=1, description="differing rows listed per table (all are counted)")
     rechecks: int = Field(default=5, ge=1, description="anchored rechecks of a changing chunk before it is "
                           "reported as unsettled")
+    interval_s: float = Field(default=300.0, gt=0, description="serve --reconcile: seconds between the end of "
+                              "a pass and the start of the next")
 
 
 class MetricsSettings(_Section):

@@ -2,7 +2,8 @@
 
 One supervisor owns the stop event; SIGTERM/SIGINT set it, every loop checks it and sleeps only in
 bounded steps. The service keeps the Debezium connector registered and watched, applies the change
-events (replicator.apply), and serves /metrics and /healthz; snapshot and reconcile join as they land.
+events (replicator.apply), and serves /metrics and /healthz; with --snapshot it copies the tables not
+copied yet beside the applier, with --reconcile it compares source and target in rolling passes.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class Service:
 
 
 def serve_forever(config: MigrationConfig, *, apply_connectors: bool, apply_changes: bool,
-                  say: Callable[[str], None], snapshot: bool = False) -> None:
+                  say: Callable[[str], None], snapshot: bool = False, reconcile: bool = False) -> None:
     """`replicator serve`: registers and watches the connector (in a thread), applies the change
     events (in the main thread), serves /metrics and /healthz; SIGTERM finishes the batch in flight."""
     from replicator.metrics import MetricsServer, PrometheusSensor
@@ -93,6 +94,9 @@ def serve_forever(config: MigrationConfig, *, apply_connectors: bool, apply_chan
         if snapshot:
             threading.Thread(target=_snapshot_once, args=(config, sensor, supervisor, say), name="snapshot",
                              daemon=True).start()
+        if reconcile:
+            threading.Thread(target=_reconcile_continuously, args=(config, sensor, supervisor, say),
+                             name="reconcile", daemon=True).start()
         if apply_changes:
             watcher = threading.Thread(target=service.run, kwargs={"apply_connectors": False},
                                        name="connector-watch", daemon=True)
@@ -117,6 +121,24 @@ def _snapshot_once(config: MigrationConfig, sensor: Sensor, supervisor: Supervis
     except ReplicatorError as exc:
         sensor.on_service_error("snapshot")
         say(f"snapshot: {exc.line()}")
+
+
+def _reconcile_continuously(config: MigrationConfig, sensor: Sensor, supervisor: Supervisor,
+                            say: Callable[[str], None]) -> None:
+    """`serve --reconcile`: a rolling pass over every selected table, then `reconcile.interval_s` of
+    rest, until the service stops; each table's differences and last clean pass go to /metrics."""
+    from replicator.reconcile.checker import Reconciler
+
+    while not supervisor.stop.is_set():
+        try:
+            report = Reconciler(config, sensor, say, supervisor.stop).run()
+            if not supervisor.stop.is_set():
+                say(f"reconcile: pass done in {report.seconds:.0f} s: "
+                    + ("no difference" if report.ok else "differences or unsettled tables (see above)"))
+        except ReplicatorError as exc:
+            sensor.on_service_error("reconcile")
+            say(f"reconcile: {exc.line()}")
+        supervisor.stop.wait(config.reconcile.interval_s)
 
 
 def _apply_until_stopped(config: MigrationConfig, sensor: Sensor, supervisor: Supervisor,

@@ -444,6 +444,12 @@ class HashSide(Protocol):
         table without a key by its canonical row text."""
         ...
 
+    def values(self, t: HashedTable, low: tuple[Any, ...] | None,
+               high: tuple[Any, ...] | None) -> Generator[tuple[tuple[str | None, ...], Row], None, None]:
+        """(canonical texts of the key — of every column without a key —, the row's values as the
+        driver reads them) of each row of the range: what a repair writes."""
+        ...
+
     def open_view(self) -> SnapshotPoint:
         """Start a consistent read view; where the change stream stood when it was taken."""
         ...

@@ -21,6 +21,7 @@ from replicator.dialects.base import HashedTable, SnapshotPoint
 from replicator.dialects.mysql import connect
 from replicator.dialects.mysql_snapshot import SPATIAL_TYPES, _ident, _key_expr, _table, range_condition
 from replicator.errors import ReconcileError
+from replicator.events import Row
 from replicator.model import TableId
 
 _SEPARATOR = ", ',', "
@@ -255,6 +256,22 @@ class MySQLHashSide:
             raise ReconcileError(f"{self.role}: {exc.args[-1]}") from None
         finally:
             cursor.close()
+
+    def values(self, t: HashedTable, low: tuple[Any, ...] | None,
+               high: tuple[Any, ...] | None) -> Generator[tuple[tuple[str | None, ...], Row], None, None]:
+        by_name = {r.name: r for r in t.rules}
+        keys = [canonical(by_name[k], t.types[k], same=t.same_type(by_name[k]), mariadb=self._mariadb)
+                for k in t.key] or [canonical(r, t.types[r.name], same=t.same_type(r), mariadb=self._mariadb)
+                                    for r in t.rules]
+        kinds = t.range_kinds
+        where, params = range_condition(t.key, kinds, low, high) if kinds is not None else ("TRUE", [])
+        names = [r.name for r in t.rules]
+        rows = self._rows(f"SELECT {', '.join(keys)}, {', '.join(_ident(n) for n in names)} FROM {_table(t.table)}"
+                          f" WHERE {where}", params)
+        width = len(keys)
+        for record in rows:
+            yield (tuple(None if v is None else _text(v) for v in record[:width]),
+                   dict(zip(names, record[width:], strict=True)))
 
     # -- read views ------------------------------------------------------------------------------
     def open_view(self) -> SnapshotPoint:

@@ -22,6 +22,7 @@ from replicator.dialects.base import HashedTable, SnapshotPoint
 from replicator.dialects.postgres import connect
 from replicator.dialects.postgres_snapshot import key_order, range_condition
 from replicator.errors import ReconcileError
+from replicator.events import Row
 from replicator.model import TableId
 
 _COLUMNS = """
@@ -129,8 +130,7 @@ def _timestamp(c: sql.Composable, own_type: str, same: bool) -> sql.Composable:
 
 
 def _json(c: sql.Composable, own_type: str, same: bool) -> sql.Composable:
-    if same:
-        return sql.SQL("{}::jsonb::text").format(c)
+    # also between two PostgreSQL: jsonb keeps a number's digits as written (2.50 is not 2.5)
     value = sql.SQL("array_to_json({})::jsonb" if own_type.endswith("[]") else "{}::jsonb").format(c)
     return sql.SQL("pg_temp.replicator_json_canonical({})").format(value)
 
@@ -302,6 +302,22 @@ class PostgresHashSide:
                     yield tuple(record[:width]), tuple(None if v is None else str(v) for v in record[width:])
         except psycopg.Error as exc:
             raise ReconcileError(f"{self.role}: {str(exc).splitlines()[0]}") from None
+
+    def values(self, t: HashedTable, low: tuple[Any, ...] | None,
+               high: tuple[Any, ...] | None) -> Generator[tuple[tuple[str | None, ...], Row], None, None]:
+        by_name = {r.name: r for r in t.rules}
+        keys = [canonical(by_name[k], t.types[k], same=t.same_type(by_name[k])) for k in t.key] or \
+            [canonical(r, t.types[r.name], same=t.same_type(r)) for r in t.rules]
+        kinds = t.range_kinds
+        where = range_condition(t.key, kinds, low, high) if kinds is not None else sql.SQL("true")
+        names = [r.name for r in t.rules]
+        query = sql.SQL("SELECT {}, {} FROM {} WHERE {}").format(
+            sql.SQL(", ").join(keys), sql.SQL(", ").join(map(sql.Identifier, names)),
+            sql.Identifier(t.table.schema, t.table.name), where)
+        width = len(keys)
+        for record in self._execute(query).fetchall():
+            yield (tuple(None if v is None else str(v) for v in record[:width]),
+                   dict(zip(names, record[width:], strict=True)))
 
     # -- read views ------------------------------------------------------------------------------
     def open_view(self) -> SnapshotPoint:

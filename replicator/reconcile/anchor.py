@@ -37,7 +37,7 @@ from replicator.apply.decode import EnvelopeDecoder
 from replicator.apply.gate import RECONCILE_PREFIX, Cut, reconcile_gate, reconcile_gate_name, reconcile_gate_text
 from replicator.config import MigrationConfig
 from replicator.dialects import catalog_for, target_writer_for
-from replicator.dialects.base import SnapshotPoint
+from replicator.dialects.base import SnapshotPoint, TargetWriter
 from replicator.events import ChangeEvent
 from replicator.kafka.admin import TopicAdmin, client_config
 from replicator.kafka.watermark import prove_streaming
@@ -63,6 +63,11 @@ class Anchor:
         self._consumer = Consumer({**client_config(config.kafka), "group.id": f"replicator-reconcile-"
                                    f"{uuid.uuid4().hex[:12]}", "enable.auto.commit": False,
                                    "auto.offset.reset": "earliest"})
+
+    @property
+    def writer(self) -> TargetWriter:
+        """The target connection of the gates: also the applier's write path, for repairs."""
+        return self._writer
 
     def close(self) -> None:
         self._consumer.close()
@@ -100,6 +105,11 @@ class Anchor:
                 self.release(table)
                 left.append(table.qualified)
         return left
+
+    def held_by_snapshot(self, table: TableId) -> bool:
+        """The snapshot stage holds the table (its copy runs): its target rows are not settled."""
+        gate = self._writer.read_gates().get(table.qualified)
+        return gate is not None and gate.state == "hold" and reconcile_gate(gate.filter) is None
 
     # -- reaching the view -----------------------------------------------------------------------
     def reach(self, table: TableId, view: SnapshotPoint, timeout_s: float) -> Reached:

@@ -24,6 +24,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -308,6 +309,18 @@ class TableCheck:
                 s, t = next(source, None), next(target, None)
 
 
+def _take(rows: Iterator[tuple[tuple[str | None, ...], dict[str, Any]]],
+          wanted: Counter[tuple[str | None, ...]]) -> list[dict[str, Any]]:
+    """The rows whose canonical key is wanted, as many times as wanted (a table without a key may
+    hold a row several times)."""
+    left, taken = Counter(wanted), []
+    for key, row in rows:
+        if left[key] > 0:
+            left[key] -= 1
+            taken.append(row)
+    return taken
+
+
 def _span_order(span: Range) -> tuple[bool, tuple[Any, ...]]:
     return (span.low is not None, span.low or ())
 
@@ -367,12 +380,13 @@ class Reconciler:
     """Compares the selected tables (or the named ones), chunk by chunk, `reconcile.workers` at once."""
 
     def __init__(self, config: MigrationConfig, sensor: Sensor, say: Say, stop: threading.Event | None = None,
-                 *, anchored: bool = True, reach_timeout_s: float = 60.0) -> None:
+                 *, anchored: bool = True, repair: bool = False, reach_timeout_s: float = 60.0) -> None:
         self._config = config
         self._sensor = sensor
         self._say = say
         self._stop = stop or threading.Event()
         self._anchored = anchored
+        self._repair = repair
         self._reach_timeout_s = reach_timeout_s
         self._anchor_obj: Anchor | None = None
 
@@ -398,6 +412,7 @@ class Reconciler:
         tables = self.resolve(names)
         report = Report(self._config.source.describe(), self._config.target.describe(), started_at=time.time())
         began = time.monotonic()
+        self._anchor()  # first of all: remove reconcile gates a killed run left behind
         workers = [_Sides(self._config) for _ in range(self._config.reconcile.workers)]
         try:
             for table in tables:
@@ -418,6 +433,12 @@ class Reconciler:
         report = TableReport(table.qualified, f"{schema}.{name}")
         began = time.monotonic()
         try:
+            if self._copying(table):
+                report.state = TableState.UNSETTLED
+                report.notes.append("the snapshot is copying this table (its apply is held): compare it once "
+                                    "it is released")
+                self._say(self._line(report))
+                return report
             pair = describe(self._config, workers[0].source, workers[0].target, table, report)
             if pair is not None:
                 suspects = self._check_chunks(pair, workers, report)
@@ -486,9 +507,11 @@ class Reconciler:
                     anchor.cut(table, view)
                     reached = anchor.reach(table, view, self._reach_timeout_s)
                     if reached is Reached.EXACT:
-                        self._record(check, suspects, report)
+                        found = self._record(check, suspects, report)
                         report.notes.append(f"{len(suspects)} suspect range(s) rechecked at a common stream "
                                             f"position (attempt {attempt})")
+                        if found and self._repair:
+                            self._repair_rows(check, found, anchor, report)
                         return
                     log.info("%s: recheck attempt %d: %s", table, attempt, reached.value)
                 finally:
@@ -505,10 +528,60 @@ class Reconciler:
         report.notes.append(f"{len(suspects)} range(s) differed and no exact common position was found in "
                             f"{attempts} attempt(s)")
 
-    def _record(self, check: TableCheck, suspects: list[Range], report: TableReport) -> None:
+    def _record(self, check: TableCheck, suspects: list[Range],
+                report: TableReport) -> list[tuple[Range, list[RowDifference]]]:
+        found = []
         for span in suspects:
-            for difference in check.differences(span):
+            differences = list(check.differences(span))
+            for difference in differences:
                 report.add(difference, self._config.reconcile.max_reported)
+            if differences:
+                found.append((span, differences))
+        if found and not self._anchored and self._repair:
+            report.notes.append("not repaired: a repair needs the anchored recheck (a common stream position)")
+        return found
+
+    def _repair_rows(self, check: TableCheck, found: list[tuple[Range, list[RowDifference]]], anchor: Anchor,
+                     report: TableReport) -> None:
+        """Write the source's rows of the read view into the target through the applier's writer, in
+        one transaction, while the table is cut at that view (the applier waits at the first later
+        event, so nothing newer can be overwritten); then compare the ranges again."""
+        pair, writer = check.pair, anchor.writer
+        target = writer.describe(pair.target.table)
+        if target is None:
+            raise ReconcileError(f"target table {pair.target.table} does not exist")
+        columns = tuple(r.name for r in pair.source.rules if target.column(r.name) is not None)
+        key = pair.source.key or tuple(r.name for r in pair.source.rules)
+        keyed = bool(pair.source.key) and tuple(target.key) == tuple(pair.source.key)
+        writer.begin()
+        try:
+            for span, differences in found:
+                wanted = Counter(tuple(d.key[k] for k in key) for d in differences if d.kind is not RowKind.EXTRA)
+                extra = Counter(tuple(d.key[k] for k in key) for d in differences if d.kind is not RowKind.MISSING
+                                and (d.kind is RowKind.EXTRA or not keyed))
+                rows = _take(check.sides.source.values(pair.source, span.low, span.high), wanted)
+                gone = _take(check.sides.target.values(pair.target, span.low, span.high), extra)
+                if keyed:
+                    writer.delete(target, [tuple(r[k] for k in target.key) for r in gone])
+                    writer.upsert(target, columns, [tuple(r[c] for c in columns) for r in rows])
+                else:
+                    for row in gone:
+                        writer.delete_exact(target, row)
+                    writer.insert_rows(target, columns, [tuple(r[c] for c in columns) for r in rows])
+            writer.commit()
+        except BaseException:
+            writer.rollback()
+            raise
+        left = sum(1 for span, _ in found for _ in check.differences(span))
+        if left:
+            report.notes.append(f"repair: {left} row(s) still differ after the repair")
+            return
+        report.repaired = report.differences
+        report.state = TableState.REPAIRED
+
+    def _copying(self, table: TableId) -> bool:
+        anchor = self._anchor()
+        return anchor is not None and anchor.held_by_snapshot(table)
 
     def _anchor(self) -> Anchor | None:
         if not self._anchored:

@@ -20,10 +20,12 @@ from tests.integration.conftest import CHILDREN, CLI, Scenario, my_connect, pg_c
 class ApplyProcess:
     """`replicator -c CONFIG apply` as a child process, with its own metrics port."""
 
-    def __init__(self, config: Path, log: Path, fault: str | None = None) -> None:
+    def __init__(self, config: Path, log: Path, fault: str | None = None,
+                 command: tuple[str, ...] = ("apply",)) -> None:
         self.config = config
         self.log = log
         self.fault = fault
+        self.command = command
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ApplyProcess:
@@ -32,7 +34,8 @@ class ApplyProcess:
             env["REPLICATOR_FAULT"] = self.fault
         self.metrics_address = env["REPLICATOR_METRICS__ADDRESS"]
         handle = self.log.open("ab")
-        self.proc = subprocess.Popen([*CLI, "-c", str(self.config), "apply"], stdout=handle, stderr=handle, env=env)
+        self.proc = subprocess.Popen([*CLI, "-c", str(self.config), *self.command], stdout=handle, stderr=handle,
+                                     env=env)
         CHILDREN.append(self.proc)
         handle.close()
         return self

@@ -54,9 +54,9 @@ def copy(s: Scenario, **config: Any) -> Path:
     return path
 
 
-def reconcile(path: Path, tmp_path: Path, *tables: str, expect_ok: bool) -> dict[str, Any]:
+def reconcile(path: Path, tmp_path: Path, *args: str, expect_ok: bool) -> dict[str, Any]:
     report_file = tmp_path / "report.json"
-    result = run_cli("-c", str(path), "reconcile", *tables, "--json", str(report_file), check=False)
+    result = run_cli("-c", str(path), "reconcile", *args, "--json", str(report_file), check=False)
     assert result.returncode == (0 if expect_ok else 1), result.stdout + result.stderr
     report: dict[str, Any] = json.loads(report_file.read_text())
     assert report["ok"] is expect_ok
@@ -180,6 +180,10 @@ def test_injected_differences_are_found_or_accepted_by_the_rules(pair: str, requ
         assert int(shifted["target"]) - int(shifted["source"]) == 3600 * 10**6
     assert found[8]["columns"] == [{"column": "v", "source": "ab", "target": "ab "}]
     assert found[1]["source"]["s"] == "text 1" and found[1000]["target"]["s"] == "only here"
+    # --repair: the confirmed rows re-copied from the source through the applier's writer, verified
+    (repaired,) = reconcile(path, tmp_path, "--repair", expect_ok=True)["tables"]
+    assert repaired["state"] == "repaired" and repaired["repaired"] == 6, repaired
+    assert_hash_equal(reconcile(path, tmp_path, expect_ok=True))
 
 
 # --- under live writes, through the real pipeline ----------------------------------------------------
@@ -226,6 +230,13 @@ def test_under_live_writes_no_false_difference_and_injected_ones_confirmed(pg_to
         for name in ("items", "journal", "settled"):  # confirmed at a proven common stream position
             assert any("rechecked at a common stream position" in n for n in found[name]["notes"]), found[name]
         assert "reconcile:" not in str(target_sql_rows(s, "SELECT source_table FROM replicator.table_gates"))
+        with Load(s, 40_001) as load:  # repaired under writes: never an older value over a newer one
+            report = reconcile(config, tmp_path, "--repair", expect_ok=True)
+            assert {t["state"] for t in report["tables"]} <= {"equal", "repaired"}, report
+            assert sum(t["repaired"] for t in report["tables"]) == 3, report
+            time.sleep(1)
+            report = reconcile(config, tmp_path, expect_ok=True)
+            assert {t["state"] for t in report["tables"]} == {"equal"}, report
     finally:
         code = proc.stop()
     assert code == 0, proc.output()
@@ -235,3 +246,39 @@ def target_sql_rows(s: Scenario, query: str) -> list[tuple[Any, ...]]:
     from tests.integration.apply_support import target_rows
 
     return target_rows(s, query)
+
+
+def test_serve_reconciles_continuously_with_figures_on_metrics(pg_to_pg: Scenario, tmp_path: Path) -> None:
+    """`serve --reconcile`: rolling passes beside the applier; the last clean pass and the differences
+    per table are on /metrics, and a difference written into the target shows there."""
+    import time
+
+    from tests.integration.apply_support import ApplyProcess, wait_until
+
+    s, ns = pg_to_pg, pg_to_pg.namespace
+    s.source_sql(f"CREATE TABLE {ns}.kept (id int PRIMARY KEY, v text)",
+                 f"INSERT INTO {ns}.kept SELECT g, 'v' || g FROM generate_series(1, 3000) g")
+    config = copy(s, reconcile={"interval_s": 0.5, "chunk_rows": 1000})
+    serve = ApplyProcess(config, tmp_path / "serve.log", command=("serve", "--reconcile")).start()
+    try:
+        table = f'table="{ns}.kept"'
+
+        def metric(selector: str) -> float:
+            try:
+                return serve.metric(selector)
+            except Exception:  # not serving yet (httpx.ConnectError)
+                return -1.0
+
+        wait_until(lambda: metric(f"replicator_reconcile_last_clean_pass_timestamp_seconds{{{table}}}") > 0,
+                   60, "a clean pass", serve)
+        assert serve.metric(f"replicator_reconcile_chunks_total{{{table}}}") >= 3
+        assert serve.metric(f"replicator_reconcile_rows_total{{{table}}}") >= 3000
+        s.source_sql(f"UPDATE {ns}.kept SET v = 'new' WHERE id = 10")  # through the stream: stays clean
+        target_sql(s, f'UPDATE "{ns}".kept SET v = \'injected\' WHERE id = 20')
+        wait_until(lambda: metric(f"replicator_reconcile_differences{{{table}}}") == 1, 60,
+                   "the injected difference on /metrics", serve)
+        time.sleep(0.5)
+        assert "reconcile: pass done" in serve.output()
+    finally:
+        code = serve.stop()
+    assert code == 0, serve.output()
