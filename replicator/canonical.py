@@ -36,6 +36,9 @@ a BIGINT UNSIGNED that became numeric(20) as a decimal). The rules, per family:
 * native: a type only its own engine knows, compared on that engine by its text (arrays, ranges,
   inet, tsvector…; MySQL spatial values as hex of their internal form).
 
+Test vectors (type, SQL literal, family, canonical text) for both engines are shipped in
+tests/fixtures/canonical_vectors.json and checked against the real engines by the test suite.
+
 A row's text joins its columns' texts with ',' in column order; NULL is '~' (distinct from ''), and
 the texts of free-text families (text, char, json, native) are written `<length in characters>:<text>`,
 so no value can run into the next. A row's hash is the first 64 bits of the md5 of that text, read as

@@ -1,0 +1,136 @@
+"""The reconciler's pure parts: how column types pair into families, the canonical row text, the
+reconcile gates the applier reads, a cut's decisions, and the checksum arithmetic across engines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from replicator.apply.gate import Cut, reconcile_gate, reconcile_gate_name, reconcile_gate_text
+from replicator.canonical import HASH_MODULUS, PREFIXED, Checksum, Family, join_row, resolve
+from replicator.dialects import mysql_hash, postgres_hash
+from replicator.events import SourcePosition
+from replicator.reconcile.checker import key_kind, same_text
+from tests.unit.test_gate import ev, pg_event
+
+# (source engine, source type, target type) → the family the pair compares as; None: not comparable
+PAIRS: list[tuple[str, str, str, Family | None]] = [
+    ("mysql", "tinyint(1)", "boolean", Family.BOOL),
+    ("mysql", "bit(1)", "boolean", Family.BOOL),
+    ("mysql", "bigint(20) unsigned", "numeric(20,0)", Family.DECIMAL),
+    ("mysql", "time(6)", "interval", Family.TIME),
+    ("mysql", "float", "real", Family.FLOAT4),
+    ("mysql", "double", "double precision", Family.FLOAT8),
+    ("mysql", "enum('a','b')", "text", Family.TEXT),
+    ("mysql", "set('a','b')", "text", Family.TEXT),
+    ("mysql", "char(5)", "character(5)", Family.CHAR),
+    ("mysql", "json", "jsonb", Family.JSON),
+    ("mysql", "timestamp(6)", "timestamp(6) with time zone", Family.TIMESTAMP),
+    ("mysql", "datetime", "timestamp without time zone", Family.TIMESTAMP),
+    ("mysql", "year(4)", "smallint", Family.INT),
+    ("mysql", "point", "point", Family.POINT),
+    ("mysql", "blob", "bytea", Family.BYTES),
+    ("mysql", "bit(10)", "bit(10)", Family.BITS),
+    ("postgres", "time with time zone", "time(6)", Family.TIME),
+    ("postgres", "interval", "varchar(64)", Family.INTERVAL),
+    ("postgres", "integer[]", "json", Family.JSON),
+    ("postgres", "uuid", "char(36)", Family.UUID),
+    ("postgres", "bit varying(16)", "varchar(16)", Family.BITS),
+    ("postgres", "money", "decimal(19,2)", Family.DECIMAL),
+    ("postgres", "inet", "varchar(43)", Family.TEXT),
+    ("postgres", "s.mood", "varchar(10)", Family.TEXT),
+    ("postgres", "boolean", "tinyint(1)", Family.BOOL),
+    ("postgres", "bytea", "varchar(10)", None),
+    ("postgres", "timestamp with time zone", "date", None),
+]
+
+
+@pytest.mark.parametrize(("engine", "source", "target", "family"), PAIRS)
+def test_column_type_pairs_resolve_to_their_family(engine: str, source: str, target: str,
+                                                   family: Family | None) -> None:
+    mine, other = (mysql_hash, postgres_hash) if engine == "mysql" else (postgres_hash, mysql_hash)
+    assert resolve(mine.family_of(source), other.family_of(target)) is family
+
+
+def test_same_types_on_one_engine_compare_as_themselves() -> None:
+    for type_name in ("integer[]", "tsvector", "int4range", "s.mood", "xml", "timestamp(3) without time zone"):
+        family = postgres_hash.family_of(type_name)
+        assert resolve(family, family) is family
+
+
+def test_key_columns_order_ranges_only_as_integers_or_text() -> None:
+    assert key_kind(Family.INT, Family.INT) == "int"
+    assert key_kind(Family.INT, Family.DECIMAL) == "int"  # BIGINT UNSIGNED → numeric(20)
+    assert key_kind(Family.TEXT, Family.TEXT) == "text"
+    assert key_kind(Family.CHAR, Family.CHAR) is None  # padding semantics: sorted by canonical text
+    assert key_kind(Family.UUID, Family.UUID) is None
+
+
+def test_row_text_separates_null_empty_and_text_that_looks_like_a_separator() -> None:
+    families = [Family.INT, Family.TEXT, Family.TEXT]
+    assert join_row(["1", None, ""], families) == "1,~,0:"
+    assert join_row(["1", "~", ","], families) == "1,1:~,1:,"
+    # the texts "a,1:b" + "c" and "a" + "1:b,c" cannot produce the same row text
+    assert join_row(["1", "a,1:b", "c"], families) != join_row(["1", "a", "1:b,c"], families)
+
+
+@given(st.lists(st.one_of(st.none(), st.text()), min_size=3, max_size=3),
+       st.lists(st.one_of(st.none(), st.text()), min_size=3, max_size=3))
+def test_row_text_is_injective_over_free_text(a: list[str | None], b: list[str | None]) -> None:
+    families = [Family.TEXT, Family.JSON, Family.CHAR]
+    assert all(f in PREFIXED for f in families)
+    assert (join_row(a, families) == join_row(b, families)) == (a == b)
+
+
+@given(st.lists(st.integers(0, HASH_MODULUS - 1), max_size=50))
+def test_checksums_of_signed_and_unsigned_slices_agree_modulo_2_64(hashes: list[int]) -> None:
+    """PostgreSQL reads the 64-bit slice as a signed bigint, MySQL as unsigned: same sum modulo 2^64."""
+    signed = [h - HASH_MODULUS if h >= 1 << 63 else h for h in hashes]
+    assert Checksum.of(len(hashes), sum(signed)) == Checksum.of(len(hashes), sum(hashes))
+    assert Checksum.of(1, "18446744073709551615") == Checksum.of(1, -1)
+    assert Checksum.of(0, None) == Checksum(0, 0)
+
+
+def test_json_compares_as_values_when_its_text_differs() -> None:
+    assert same_text(Family.JSON, '{"a":"\\u00e9"}', '{"a":"é"}')
+    assert same_text(Family.JSON, '{"a":2.50}', '{"a":2.5}')
+    assert not same_text(Family.JSON, '{"a":1}', '{"a":2}')
+    assert not same_text(Family.TEXT, "a", "a ")
+    assert not same_text(Family.TEXT, None, "")
+
+
+# -- reconcile gates and cuts ---------------------------------------------------------------------------
+
+def test_reconcile_gates_are_recognised_by_their_json_not_their_name() -> None:
+    assert reconcile_gate_name("shop", "orders") == "reconcile:shop.orders"
+    text = reconcile_gate_text("we.ird", "t,1", {"mysql": {"file": 3, "pos": 40}})
+    assert reconcile_gate(text) == ("we.ird", "t,1", {"mysql": {"file": 3, "pos": 40}})
+    assert reconcile_gate(reconcile_gate_text("s", "t", None)) == ("s", "t", None)
+    # a snapshot gate (hold: no JSON; filter: chunks) is never taken for one
+    assert reconcile_gate(None) is None
+    assert reconcile_gate('{"chunks": [{"low": null, "high": null, "mysql": {"file": 1, "pos": 4}}]}') is None
+
+
+def test_a_postgres_cut_applies_visible_events_and_says_which_stop_is_exact() -> None:
+    cut = Cut.of({"postgres": {"xmin": 100, "xmax": 110, "xip": [105], "lsn": 5000}}, "shop.orders")
+    visible, in_progress, later = pg_event(4000, 101), pg_event(4500, 105), pg_event(5000, 111)
+    assert cut.applies(visible)
+    assert not cut.applies(in_progress) and not cut.beyond(in_progress)  # below the LSN: says nothing
+    assert not cut.applies(later) and cut.beyond(later)  # at or past the LSN: every visible one is before
+
+
+def test_a_mysql_cut_is_a_binlog_position() -> None:
+    cut = Cut.of({"mysql": {"file": 2, "pos": 900}}, "shop.orders")
+    before, at, next_file = (ev(SourcePosition(2, 899, 0)), ev(SourcePosition(2, 900, 0)),
+                             ev(SourcePosition(3, 4, 0)))
+    assert cut.applies(before) and not cut.beyond(before)
+    assert not cut.applies(at) and cut.beyond(at)
+    assert not cut.applies(next_file) and cut.beyond(next_file)
+
+
+def test_an_event_without_a_position_is_never_in_a_cut() -> None:
+    cut: Any = Cut.of({"mysql": {"file": 2, "pos": 900}}, "shop.orders")
+    assert not cut.applies(ev(None)) and not cut.beyond(ev(None))
