@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from replicator import faults
 from replicator.canonical import Checksum, ColumnRule, Family, resolve
 from replicator.config import MigrationConfig
 from replicator.dialects import catalog_for, hash_side_for
@@ -502,9 +503,11 @@ class Reconciler:
         for attempt in range(1, attempts + 1):
             anchor.hold(table)
             try:
+                faults.reach("reconcile.after-hold")
                 view = check.sides.source.open_view()
                 try:
                     anchor.cut(table, view)
+                    faults.reach("reconcile.after-cut")
                     reached = anchor.reach(table, view, self._reach_timeout_s)
                     if reached is Reached.EXACT:
                         found = self._record(check, suspects, report)
@@ -568,6 +571,7 @@ class Reconciler:
                     for row in gone:
                         writer.delete_exact(target, row)
                     writer.insert_rows(target, columns, [tuple(r[c] for c in columns) for r in rows])
+            faults.reach("reconcile.repair-before-commit")
             writer.commit()
         except BaseException:
             writer.rollback()

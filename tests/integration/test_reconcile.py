@@ -321,3 +321,46 @@ def test_canonical_test_vectors_on_the_real_engines(engine: str, stack: StackInf
     wrong = [f"{v[0]} {v[1]}: {text!r}, expected {v[3]!r}" for v, text in zip(vectors, texts, strict=True)
              if text != v[3]]
     assert not wrong, "\n".join(wrong)
+
+
+# --- kill -9 at named points of a recheck and a repair ---------------------------------------------------
+
+@pytest.mark.parametrize("fault", ["reconcile.after-hold:kill", "reconcile.after-cut:kill",
+                                   "reconcile.repair-before-commit:kill"])
+def test_kill9_during_a_recheck_then_run_again(pg_to_pg: Scenario, tmp_path: Path, fault: str) -> None:
+    """Killed while it holds a table (its apply paused) or before its repair commits: the gate it left is
+    removed by the next run, nothing half-written stays, the applier goes on, and the next run repairs."""
+    import os
+    import time
+
+    from tests.integration.apply_support import ApplyProcess, source_rows, target_rows, wait_equal
+    from tests.integration.test_snapshot import Load, seed, tables
+
+    s, ns = pg_to_pg, pg_to_pg.namespace
+    s.source_sql(*tables(ns))
+    seed(s, 5_000)
+    config = s.write_config(apply={"batch_max_events": 500}, reconcile={"chunk_rows": 1000, "leaf_rows": 100})
+    run_cli("-c", str(config), "connectors", "apply")
+    proc = ApplyProcess(config, tmp_path / "apply.log").start()
+    try:
+        with Load(s, 5_001) as load:
+            run_cli("-c", str(config), "snapshot")
+            target_sql(s, f"INSERT INTO {ns}.items (id, name, qty) VALUES (10000000, 'injected', 1)")
+            killed = run_cli("-c", str(config), "reconcile", f"{ns}.items", "--repair", check=False,
+                             env={**os.environ, "REPLICATOR_FAULT": fault})
+            assert killed.returncode == -9, killed.stdout + killed.stderr
+            gates = target_rows(s, "SELECT source_table FROM replicator.table_gates"
+                                   f" WHERE source_table = 'reconcile:{ns}.items'")
+            assert gates == [(f"reconcile:{ns}.items",)]  # left behind: the table's apply is paused
+            assert target_rows(s, f"SELECT count(*) FROM {ns}.items WHERE id = 10000000") == [(1,)]
+            time.sleep(1)
+            again = run_cli("-c", str(config), "reconcile", "--repair", check=False)
+            assert again.returncode == 0, again.stdout + again.stderr
+            assert f"removed a reconcile gate left behind on {ns}.items" in again.stderr, again.stderr
+            assert load.error is None and load.transactions > 20, (load.error, load.transactions)
+        assert target_rows(s, f"SELECT count(*) FROM {ns}.items WHERE id = 10000000") == [(0,)]
+        wait_equal(s, f"SELECT * FROM {ns}.items ORDER BY id", timeout_s=60, proc=proc)
+        assert source_rows(s, f"SELECT count(*) FROM {ns}.items")[0][0] > 5_000
+    finally:
+        code = proc.stop()
+    assert code == 0, proc.output()
