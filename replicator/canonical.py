@@ -8,7 +8,9 @@ a BIGINT UNSIGNED that became numeric(20) as a decimal). The rules, per family:
 
 * int: decimal digits, '-' for negatives (YEAR as its number).
 * decimal: scale-insensitive: no trailing fractional zeros, no trailing '.', '-0' is '0' (1.50 = 1.5);
-  PostgreSQL's NaN, Infinity, -Infinity as such.
+  PostgreSQL's NaN, Infinity, -Infinity as such. A column with the same fixed scale on both sides
+  (DECIMAL(12,3) and numeric(12,3)) compares its plain text, which both engines write with exactly
+  that many fractional digits: the same values, the same texts, without the trimming's cost.
 * float8: the shortest text that reads back as the same IEEE double, as digits and the exponent of
   the first digit ('2718281828459045e0' for 2.718281828459045, '-1e300', '0'): equal iff the same
   double; NaN, Infinity, -Infinity as such. Same-engine pairs compare the engine's own shortest text.
@@ -27,11 +29,14 @@ a BIGINT UNSIGNED that became numeric(20) as a decimal). The rules, per family:
   Same-engine pairs compare the engine's text of it in UTC.
 * interval: PostgreSQL's ISO 8601 text (IntervalStyle iso_8601), as the copier writes it into a
   MySQL text column.
-* json: key order and whitespace insensitive. Across engines: keys sorted by their bytes, no
+* json: key order and whitespace insensitive. Across engines: keys sorted by the bytes of their
+  escaped JSON text (as JSON_NORMALIZE sorts them), no
   whitespace, numbers as exact decimals in the form MariaDB's JSON_NORMALIZE writes ('1.5E0',
   '1.234567890123456789E19'), strings as escaped in the stored text (PostgreSQL jsonb's escaping,
-  which the copier and the applier write); on every pair, PostgreSQL→PostgreSQL included (jsonb keeps
-  a number's digits as written: 2.50 is not 2.5 there).
+  which the copier and the applier write). PostgreSQL→PostgreSQL: jsonb's text (keys ordered,
+  whitespace normalised), which keeps a number's digits as written: a 2.50 that became 2.5 hashes
+  differently, and the row comparison (which reads JSON as values) then finds the rows equal; the
+  stream and the copy both carry the digits as written, so this costs a recheck only after an edit.
 * point: 'x y', each coordinate as float8.
 * native: a type only its own engine knows, compared on that engine by its text (arrays, ranges,
   inet, tsvector…; MySQL spatial values as hex of their internal form).
@@ -112,6 +117,16 @@ class ColumnRule:
     family: Family
     source_type: str
     target_type: str
+
+
+def same_scale(rule: ColumnRule) -> bool:
+    """A decimal column with the same fixed scale on both sides: its plain text is canonical already
+    (both engines write exactly `scale` fractional digits and no negative zero)."""
+    def scale(type_name: str) -> str | None:
+        inside = type_name.partition("(")[2].partition(")")[0]
+        return inside.partition(",")[2].strip() or None if "," in inside else None
+    return rule.family is Family.DECIMAL and scale(rule.source_type) is not None \
+        and scale(rule.source_type) == scale(rule.target_type)
 
 
 def join_row(texts: list[str | None], families: list[Family]) -> str:

@@ -433,6 +433,11 @@ class HashSide(Protocol):
         """Key values cutting the range into runs of `every` rows."""
         ...
 
+    def buckets(self, t: HashedTable, low: int, high: int, width: int) -> dict[int, Checksum]:
+        """A one-column integer key's range [low, high) cut into buckets of `width` key values, each
+        bucket's checksum (bucket i holds low + i*width …), in one query; empty buckets are absent."""
+        ...
+
     def bounds(self, t: HashedTable) -> tuple[int, int] | None:
         """min and max of a one-column integer key (None: no rows)."""
         ...

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from replicator.canonical import PREFIXED, Checksum, ColumnRule, Family
+from replicator.canonical import PREFIXED, Checksum, ColumnRule, Family, same_scale
 from replicator.config import Endpoint
 from replicator.dialects.base import HashedTable, SnapshotPoint
 from replicator.dialects.postgres import connect
@@ -97,12 +97,26 @@ def _decimal(c: sql.Composable, own_type: str, same: bool) -> sql.Composable:
     return sql.SQL("trim_scale({}::numeric)::text").format(c)
 
 
+def _shortest(c: sql.Composable) -> sql.Composable:
+    """A double's shortest round-trip text as MySQL/MariaDB writes it. PostgreSQL's output excludes the
+    bounds of the interval that reads back as the value, MariaDB's includes them: where a text of 15
+    or 16 significant digits lies exactly half an ulp away (it happens from 2^53 on), MariaDB writes it
+    and PostgreSQL writes 17 digits. So the 15- and 16-digit roundings are tried first."""
+    n = sql.SQL("{}::text::numeric").format(c)
+    digits = sql.SQL("floor(log(abs({})))::int").format(n)
+    r15 = sql.SQL("round({}, 14 - {})").format(n, digits)
+    r16 = sql.SQL("round({}, 15 - {})").format(n, digits)
+    # (not near the largest double: a rounding up there would not read back as a double at all)
+    return sql.SQL("CASE WHEN {c} = 0 OR abs({c}) >= 1e308 THEN {c}::text WHEN {r15}::float8 = {c} THEN {r15}::text"
+                   " WHEN {r16}::float8 = {c} THEN {r16}::text ELSE {c}::text END").format(c=c, r15=r15, r16=r16)
+
+
 def _float(single: bool) -> _Render:
     def render(c: sql.Composable, own_type: str, same: bool) -> sql.Composable:
         if same:
             return sql.SQL("{}::text").format(c)  # shortest round-trip text: equal iff the same value
         # float4::numeric keeps 6 significant digits (FLT_DIG), as MySQL prints a FLOAT
-        text = sql.SQL("{}::real::numeric::text" if single else "{}::text").format(c)
+        text = sql.SQL("{}::real::numeric::text").format(c) if single else _shortest(c)
         return sql.SQL("CASE WHEN {0} IN ('NaN', 'Infinity', '-Infinity') THEN {0}::text ELSE {1} END").format(
             c, _float_text(text))
     return render
@@ -130,7 +144,8 @@ def _timestamp(c: sql.Composable, own_type: str, same: bool) -> sql.Composable:
 
 
 def _json(c: sql.Composable, own_type: str, same: bool) -> sql.Composable:
-    # also between two PostgreSQL: jsonb keeps a number's digits as written (2.50 is not 2.5)
+    if same:  # jsonb's text: keys ordered, whitespace normalised; numbers keep their digits as written
+        return sql.SQL("{}::jsonb::text").format(c)
     value = sql.SQL("array_to_json({})::jsonb" if own_type.endswith("[]") else "{}::jsonb").format(c)
     return sql.SQL("pg_temp.replicator_json_canonical({})").format(value)
 
@@ -138,8 +153,8 @@ def _json(c: sql.Composable, own_type: str, same: bool) -> sql.Composable:
 def _point(c: sql.Composable, own_type: str, same: bool) -> sql.Composable:
     if same:
         return sql.SQL("{}::text").format(c)
-    x = _float_text(sql.SQL("({}[0])::text").format(c))
-    y = _float_text(sql.SQL("({}[1])::text").format(c))
+    x = _float_text(_shortest(sql.SQL("({}[0])").format(c)))
+    y = _float_text(_shortest(sql.SQL("({}[1])").format(c)))
     return sql.SQL("CASE WHEN {} IS NOT NULL THEN {} || ' ' || {} END").format(c, x, y)
 
 
@@ -167,6 +182,8 @@ def canonical(rule: ColumnRule, own_type: str, *, same: bool) -> sql.Composable:
     native types: their text in the session's settings."""
     render = _RENDER.get(rule.family)
     c = sql.Identifier(rule.name)
+    if same_scale(rule):
+        return sql.SQL("{}::text").format(c)
     if render is not None:
         return render(c, own_type, same)
     if family_of(own_type) is Family.NATIVE:  # the type's output function (inet::text adds a /128 mask)
@@ -184,13 +201,15 @@ def row_text(t: HashedTable) -> sql.Composable:
     return sql.SQL(" || ',' || ").join(parts) if parts else sql.SQL("''")
 
 
-# The JSON canonical form (replicator.canonical): keys sorted by bytes, compact, numbers as MariaDB's
-# JSON_NORMALIZE writes them. Created in the session's temporary schema: nothing is left behind.
+# The JSON canonical form (replicator.canonical): compact, numbers as MariaDB's JSON_NORMALIZE writes
+# them, keys sorted as it sorts them: by the bytes of their escaped JSON text (without the quotes).
+# Created in the session's temporary schema: nothing is left behind.
 _JSON_FUNCTION = r"""
 CREATE OR REPLACE FUNCTION pg_temp.replicator_json_canonical(j jsonb) RETURNS text LANGUAGE sql IMMUTABLE AS $f$
 SELECT CASE jsonb_typeof(j)
   WHEN 'object' THEN '{' || COALESCE((SELECT string_agg(to_json(k)::text || ':' || pg_temp.replicator_json_canonical(v),
-                                     ',' ORDER BY k COLLATE "C") FROM jsonb_each(j) AS e(k, v)), '') || '}'
+                                     ',' ORDER BY substr(to_json(k)::text, 2, length(to_json(k)::text) - 2) COLLATE "C")
+                                     FROM jsonb_each(j) AS e(k, v)), '') || '}'
   WHEN 'array' THEN '[' || COALESCE((SELECT string_agg(pg_temp.replicator_json_canonical(v), ',' ORDER BY n)
                                     FROM jsonb_array_elements(j) WITH ORDINALITY AS e(v, n)), '') || ']'
   WHEN 'number' THEN (SELECT CASE WHEN d = '' THEN '0.0E0' ELSE s || left(d, 1) || '.' ||
@@ -264,6 +283,19 @@ class PostgresHashSide:
             cols=columns, order=order, table=sql.Identifier(t.table.schema, t.table.name),
             where=range_condition(t.key, kinds, low, high), every=sql.Literal(every))
         return [tuple(r) for r in self._execute(query).fetchall()]
+
+    def buckets(self, t: HashedTable, low: int, high: int, width: int) -> dict[int, Checksum]:
+        row = row_text(t)
+        hashed = sql.SQL("hashtextextended({}, 0)").format(row) if t.fast \
+            else sql.SQL("('x' || substr(md5({}), 1, 16))::bit(64)::bigint").format(row)
+        key = sql.Identifier(t.key[0])
+        integer = family_of(t.types[t.key[0]]) is Family.INT
+        bucket = sql.SQL("({} - {}) / {}" if integer else "div({} - {}, {})").format(
+            key, sql.Literal(low), sql.Literal(width))
+        query = sql.SQL("SELECT {b}, count(*), sum({h}) FROM {t} WHERE {k} >= {lo} AND {k} < {hi} GROUP BY 1").format(
+            b=bucket, h=hashed, t=sql.Identifier(t.table.schema, t.table.name), k=key, lo=sql.Literal(low),
+            hi=sql.Literal(high))
+        return {int(b): Checksum.of(n, total) for b, n, total in self._execute(query).fetchall()}
 
     def bounds(self, t: HashedTable) -> tuple[int, int] | None:
         row = self._execute(sql.SQL("SELECT min({0}), max({0}) FROM {1}").format(

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from replicator import faults
 from replicator.canonical import Checksum, ColumnRule, Family, resolve
@@ -38,7 +38,6 @@ from replicator.dialects import catalog_for, hash_side_for
 from replicator.dialects.base import HashedTable, HashSide, KeyKind
 from replicator.errors import ConfigError, ReconcileError
 from replicator.model import TableId
-from replicator.reconcile.anchor import Anchor, Reached
 from replicator.reconcile.report import (
     ColumnDifference,
     Report,
@@ -48,6 +47,9 @@ from replicator.reconcile.report import (
     TableState,
 )
 from replicator.sensor import Sensor
+
+if TYPE_CHECKING:
+    from replicator.reconcile.anchor import Anchor
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -177,6 +179,9 @@ class TableCheck:
         self.lock = threading.Lock()
         self.pace: list[float] = []  # key units per second of the integer ranges hashed so far (shared)
         self.suspects: list[Range] = []  # ranges whose rows differed in the pass (shared)
+        self.direct = False  # no anchored recheck for this table: a leaf's differences are reported at once
+        self.span: tuple[int, int] | None = None  # a one-column integer key's min and max (for progress)
+        self.reached: int | None = None  # where the integer ranges handed out so far end
 
     # -- chunks ----------------------------------------------------------------------------------
     def chunks(self) -> Iterator[Range]:
@@ -200,6 +205,8 @@ class TableCheck:
             yield Range(None, None)
             return
         low, high = min(b[0] for b in present), max(b[1] for b in present)
+        with self.lock:
+            self.span = (low, high)
         step = self.settings.chunk_rows
         start: int | None = None
         while True:
@@ -209,6 +216,8 @@ class TableCheck:
                 yield Range(None if start is None else (start,), None)
                 return
             yield Range(None if start is None else (start,), (end,))
+            with self.lock:
+                self.reached = end
             step = self._next_step(step)
             start = end
 
@@ -248,8 +257,13 @@ class TableCheck:
 
     def bisect(self, span: Range, source: Checksum, target: Checksum) -> None:
         rows = max(source.rows, target.rows)
-        if rows <= self.settings.leaf_rows or self.pair.source.range_kinds is None:
+        # nothing on one side: every row there is missing or extra, cutting finds nothing more
+        if rows <= self.settings.leaf_rows or self.pair.source.range_kinds is None or not min(source.rows,
+                                                                                               target.rows):
             self.leaf(span)
+            return
+        if self.pair.source.range_kinds == ("int",) and span.low is not None and span.high is not None:
+            self._bisect_buckets(span, rows)
             return
         side, table = (self.sides.source, self.pair.source) if source.rows >= target.rows \
             else (self.sides.target, self.pair.target)
@@ -264,10 +278,39 @@ class TableCheck:
             if a != b:
                 self.bisect(piece, a, b)
 
+    def _bisect_buckets(self, span: Range, rows: int) -> None:
+        """An integer range cut into pieces of about `leaf_rows` rows, all hashed in one grouped query per
+        side (at most 1024 pieces a round); the pieces that differ are compared, or cut again."""
+        assert span.low is not None and span.high is not None
+        low, high = int(span.low[0]), int(span.high[0])
+        width = max(1, -(-(high - low) * self.settings.leaf_rows // rows), -(-(high - low) // 1024))
+        a, b = self.sides.both(lambda s: s.buckets(self.pair.source, low, high, width),
+                               lambda t: t.buckets(self.pair.target, low, high, width))
+        empty = Checksum(0, 0)
+        for index in sorted(set(a) | set(b)):
+            left, right = a.get(index, empty), b.get(index, empty)
+            if left == right:
+                continue
+            piece = Range((low + index * width,), (min(low + (index + 1) * width, high),))
+            if width == 1 or max(left.rows, right.rows) <= 2 * self.settings.leaf_rows:
+                self.leaf(piece)
+            else:
+                self.bisect(piece, left, right)
+
     # -- rows ------------------------------------------------------------------------------------
     def leaf(self, span: Range) -> None:
         """Compare the rows of a range by merging both sides' ordered streams. Rows that differ make
         the range a suspect: while writes go on, only a recheck at a common position confirms them."""
+        if self.direct:  # no recheck will follow: these are the differences, read once
+            found = 0
+            for difference in self.differences(span):
+                found += 1
+                with self.lock:
+                    self.report.add(difference, self.settings.max_reported)
+            if not found:
+                with self.lock:
+                    self.report.false_alarms += 1
+            return
         if next(iter(self.differences(span)), None) is None:
             with self.lock:
                 self.report.false_alarms += 1
@@ -377,6 +420,33 @@ class _Prefetch:
         self._thread.join()
 
 
+class _Progress(threading.Thread):
+    """A line every few seconds while a table is hashed: rows so far, rate, and for a one-column
+    integer key how far through the key space the pass is."""
+
+    def __init__(self, table: str, report: TableReport, check: TableCheck, say: Say, every_s: float = 5.0) -> None:
+        super().__init__(name="reconcile-progress", daemon=True)
+        self._table, self._report, self._check, self._say, self._every = table, report, check, say, every_s
+        self._done = threading.Event()
+        self._began = time.monotonic()
+        self.start()
+
+    def run(self) -> None:
+        while not self._done.wait(self._every):
+            with self._check.lock:
+                rows, chunks, reached = self._report.hashed_rows, self._report.chunks, self._check.reached
+            rate = rows / max(time.monotonic() - self._began, 1e-3)
+            where = ""
+            if reached is not None and self._check.span is not None:
+                low, high = self._check.span
+                where = f", {100 * (reached - low) / max(high - low, 1):.0f}% of the key range"
+            self._say(f"{self._table}: {rows:,} rows hashed in {chunks} chunk(s), {rate:,.0f} rows/s{where}")
+
+    def close(self) -> None:
+        self._done.set()
+        self.join()
+
+
 class Reconciler:
     """Compares the selected tables (or the named ones), chunk by chunk, `reconcile.workers` at once."""
 
@@ -458,12 +528,22 @@ class Reconciler:
 
     def _check_chunks(self, pair: Pair, workers: list[_Sides], report: TableReport) -> list[Range]:
         checks = [TableCheck(pair, sides, self._config, report, self._sensor) for sides in workers]
+        anchor = self._anchor()
+        direct = anchor is None or not anchor.has_stream(pair.source.table)
+        if direct:
+            report.notes.append("compared without anchoring to the change stream (no stream for this table, or"
+                                " --no-anchor): exact when neither side changed during the pass")
+            if self._repair:
+                report.notes.append("not repaired: a repair needs an anchored recheck (a common stream position)")
+        for check in checks:
+            check.direct = direct
         # all checks share the report's counters under one lock
         for check in checks[1:]:
             check.lock, check.pace, check.suspects = checks[0].lock, checks[0].pace, checks[0].suspects
         chunks = checks[0].chunks()
         feed = threading.Lock()
         errors: list[BaseException] = []
+        progress = _Progress(pair.name, report, checks[0], self._say)
 
         def work(check: TableCheck) -> None:
             while not self._stop.is_set() and not errors:
@@ -477,14 +557,17 @@ class Reconciler:
                     errors.append(exc)
                     return
 
-        if len(checks) == 1:
-            work(checks[0])
-        else:
-            threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in checks]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+        try:
+            if len(checks) == 1:
+                work(checks[0])
+            else:
+                threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in checks]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+        finally:
+            progress.close()
         if errors:
             raise errors[0]
         return sorted(checks[0].suspects, key=_span_order)
@@ -492,13 +575,11 @@ class Reconciler:
     def _confirm(self, pair: Pair, check: TableCheck, suspects: list[Range], report: TableReport) -> None:
         """Compare the suspect ranges again with the target at the source's read view (see anchor):
         what still differs there is confirmed; what does not was the stream's lag."""
+        from replicator.reconcile.anchor import Reached
+
         table = pair.source.table
         anchor = self._anchor()
-        if anchor is None or not anchor.has_stream(table):
-            report.notes.append("compared without anchoring to the change stream (no stream for this table, or"
-                                " --no-anchor): exact when neither side changed during the pass")
-            self._record(check, suspects, report)
-            return
+        assert anchor is not None  # suspects are kept only when the table can be rechecked
         attempts = self._config.reconcile.rechecks
         for attempt in range(1, attempts + 1):
             anchor.hold(table)
@@ -540,8 +621,6 @@ class Reconciler:
                 report.add(difference, self._config.reconcile.max_reported)
             if differences:
                 found.append((span, differences))
-        if found and not self._anchored and self._repair:
-            report.notes.append("not repaired: a repair needs the anchored recheck (a common stream position)")
         return found
 
     def _repair_rows(self, check: TableCheck, found: list[tuple[Range, list[RowDifference]]], anchor: Anchor,
@@ -591,6 +670,8 @@ class Reconciler:
         if not self._anchored:
             return None
         if self._anchor_obj is None:
+            from replicator.reconcile.anchor import Anchor  # Kafka's client: loaded only when anchoring
+
             self._anchor_obj = Anchor(self._config)
             for table in self._anchor_obj.release_all():
                 self._say(f"removed a reconcile gate left behind on {table}")

@@ -26,8 +26,9 @@ Per run and pair, two cases:
   them are counted as its false positives, changed ids it misses as its misses. Then the rows are
   restored (the comment marks the target dirty meanwhile, so an interrupted run recopies it).
 
-Printed per run: seconds and rows/s of each tool, the reconciler's peak RSS and CPU seconds (wait4's
-rusage, as /usr/bin/time -v reads it), the databases' CPU seconds and the load average; then the
+Printed per run: seconds and rows/s of each tool, the reconciler's own time from its report, its
+peak RSS (VmHWM, read while it runs) and CPU seconds (wait4), the databases' CPU seconds and the
+load average; `--profile DIR` adds one more reconciler run per case under py-spy. Then the
 medians and the bars: identical ≥ 0.60 of the limit and ≥ 1.5× reladiff; with differences ≥ 3×
 reladiff. Last line: ratio_to_limit=<ours ÷ limit, identical case, the lower of the pairs measured>.
 """
@@ -37,11 +38,13 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -56,7 +59,7 @@ import psycopg
 import pymysql
 import yaml
 from bench_snapshot import MY_WIDE, PG_FOR_MY_WIDE, WIDE
-from bench_support import CpuMeter, say, stack_info
+from bench_support import rss_kb, say, stack_info
 from psycopg import sql
 
 from replicator.canonical import Checksum
@@ -283,31 +286,98 @@ def config_text(info: StackInfo, spec: PairSpec, workers: int) -> str:
 
 
 # -- timed processes -----------------------------------------------------------------------------
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class ServerCpu:
+    """CPU seconds spent by database servers during a phase: a server's own ticks and those of its
+    reaped children (PostgreSQL's postmaster reaps the backends of connections that ended) plus its
+    live descendants' ticks, from /proc. (bench_support.ServerCpu misses backends that end during the
+    phase: here every tool's connections do.)"""
+
+    def __init__(self, roots: dict[str, int]) -> None:
+        self.roots = roots
+        self._start: dict[str, float] = {}
+
+    @staticmethod
+    def _stats() -> dict[int, tuple[int, int, int]]:
+        """pid -> (parent pid, own ticks, reaped children's ticks)."""
+        stats: dict[int, tuple[int, int, int]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                    fields = handle.read().rpartition(")")[2].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            stats[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14]))
+        return stats
+
+    def _sample(self) -> dict[str, float]:
+        stats = self._stats()
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _, _) in stats.items():
+            children.setdefault(ppid, []).append(pid)
+        totals: dict[str, float] = {}
+        for name, root in self.roots.items():
+            ticks = stats[root][2] if root in stats else 0
+            todo = [root]
+            while todo:
+                pid = todo.pop()
+                if pid in stats:
+                    ticks += stats[pid][1]
+                    todo.extend(children.get(pid, ()))
+            totals[name] = ticks / _TICKS
+        return totals
+
+    def start(self) -> None:
+        self._start = self._sample()
+
+    def stop(self) -> str:
+        end = self._sample()
+        return "db cpu s: " + ", ".join(f"{name} {end[name] - self._start[name]:.1f}" for name in self.roots)
+
+
 @dataclass
 class Timed:
     seconds: float
     returncode: int
     stdout: str
     stderr: str
-    peak_kb: int  # ru_maxrss: the process's peak RSS (VmHWM)
+    peak_kb: int  # the process's peak RSS (VmHWM)
     cpu_s: float  # user + system of the process
     servers: str = ""  # the databases' CPU seconds during it
 
 
-def run_timed(command: list[str], meter: CpuMeter, env: dict[str, str] | None = None) -> Timed:
-    """Wall-clock of a subprocess from its start to its exit, and its own rusage (wait4)."""
+def run_timed(command: list[str], meter: ServerCpu) -> Timed:
+    """Wall-clock of a subprocess from its start to its exit; its peak RSS (VmHWM, read every 20 ms
+    while it runs: wait4's ru_maxrss would count the pages of this process it was forked from) and
+    its CPU seconds (wait4)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         meter.start()
         started = time.monotonic()
-        proc = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+        proc = subprocess.Popen(command, stdout=out, stderr=err)
+        peak = [0]
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], rss_kb(proc.pid, "VmHWM") or 0)
+                done.wait(0.02)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.monotonic() - started
+        done.set()
+        watcher.join()
         servers = meter.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         return Timed(seconds, proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
-                     usage.ru_maxrss, usage.ru_utime + usage.ru_stime, servers)
+                     peak[0], usage.ru_utime + usage.ru_stime, servers)
 
 
 @dataclass
@@ -322,10 +392,10 @@ class OurRun:
         return dict(self.report["tables"][0])
 
 
-def run_ours(config: Path, meter: CpuMeter) -> OurRun:
+def run_ours(config: Path, meter: ServerCpu, options: tuple[str, ...] = ()) -> OurRun:
     report_file = config.with_name(f"report-{uuid.uuid4().hex[:6]}.json")
     cli = str(Path(sys.executable).with_name("replicator"))
-    timed = run_timed([cli, "-c", str(config), "reconcile", "--json", str(report_file)], meter)
+    timed = run_timed([cli, "-c", str(config), "reconcile", *options, "--json", str(report_file)], meter)
     if timed.returncode not in (0, 1) or not report_file.exists():
         raise RuntimeError(f"replicator reconcile failed ({timed.returncode}):\n{timed.stdout}\n{timed.stderr}")
     report = orjson.loads(report_file.read_bytes())
@@ -359,7 +429,7 @@ class PeerRun:
     keys: set[int]  # keys of the rows it reports (- and + lines)
 
 
-def run_reladiff(exe: Path, spec: PairSpec, threads: int, meter: CpuMeter) -> PeerRun:
+def run_reladiff(exe: Path, spec: PairSpec, threads: int, meter: ServerCpu) -> PeerRun:
     if spec.source.engine == "postgres":
         source = [uri(spec.source, spec.source.database), spec.source_table]
     else:
@@ -378,7 +448,7 @@ def run_reladiff(exe: Path, spec: PairSpec, threads: int, meter: CpuMeter) -> Pe
 
 
 # -- the limit -----------------------------------------------------------------------------------
-def run_limit(config: MigrationConfig) -> tuple[float, Checksum, Checksum]:
+def run_limit(config: MigrationConfig, meter: ServerCpu) -> tuple[float, Checksum, Checksum, str]:
     """The reconciler's own whole-table checksum query, one per side, both at once; seconds from
     submitting both to having both results (connections opened before)."""
     source, target = hash_side_for(config.source, "source"), hash_side_for(config.target, "target")
@@ -388,15 +458,55 @@ def run_limit(config: MigrationConfig) -> tuple[float, Checksum, Checksum]:
         if pair is None:
             raise RuntimeError("the reconciler cannot compare the table")
         with ThreadPoolExecutor(2) as pool:
+            meter.start()
             started = time.monotonic()
             first = pool.submit(source.checksum, pair.source, None, None)
             second = pool.submit(target.checksum, pair.target, None, None)
             a, b = first.result(), second.result()
             seconds = time.monotonic() - started
+            servers = meter.stop()
     finally:
         source.close()
         target.close()
-    return seconds, a, b
+    return seconds, a, b, servers
+
+
+# -- py-spy ---------------------------------------------------------------------------------------
+def profile_ours(config: Path, out: Path, options: tuple[str, ...] = (), rate: int = 200) -> list[str]:
+    """One more `replicator reconcile` under py-spy (wall clock: waits sampled too), raw stacks to
+    `out`; returns where each thread's time went, by the deepest replicator frame of each sample."""
+    exe = Path(sys.executable).with_name("py-spy")
+    if not exe.exists():
+        raise RuntimeError(f"{exe} not found: .venv/bin/pip install py-spy")
+    cli = str(Path(sys.executable).with_name("replicator"))
+    done = subprocess.run([str(exe), "record", "--idle", "--threads", "--rate", str(rate), "--format", "raw",
+                           "--output", str(out), "--", cli, "-c", str(config), "reconcile", *options],
+                          capture_output=True, text=True, check=False)
+    if not out.exists():
+        raise RuntimeError(f"py-spy failed:\n{done.stdout}\n{done.stderr}")
+    threads: dict[str, dict[str, int]] = {}
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = stack.split(";")
+        name = frames[0].partition(": ")[2] or "(not yet named)"
+        ours = [f for f in frames[1:] if "replicator/" in f]
+        if not ours:
+            key = "(outside replicator code: interpreter start, idle pool thread)"
+        elif ours[-1].startswith("<module>"):
+            key = "(imports)"
+        else:
+            key = re.sub(r":\d+\)$", ")", ours[-1])
+        by_key = threads.setdefault(name.rstrip("_0123456789"), {})
+        by_key[key] = by_key.get(key, 0) + int(count)
+    lines = [f"py-spy {out} ({rate} samples/s, wall clock), by the deepest replicator frame:"]
+    for name, by_key in threads.items():
+        total = sum(by_key.values())
+        lines.append(f"   thread {name}: {total / rate:.2f} s")
+        for key, n in sorted(by_key.items(), key=lambda kv: -kv[1])[:8]:
+            lines.append(f"      {n / rate:6.2f} s {100 * n / total:5.1f}%  {key}")
+    return lines
 
 
 # -- the measurement -----------------------------------------------------------------------------
@@ -413,7 +523,9 @@ class Figures:
     loads: list[float] = field(default_factory=list)
     peer_false: list[int] = field(default_factory=list)  # keys reladiff reported beyond the changed ones
     peer_missed: list[int] = field(default_factory=list)
-    ours_false: list[int] = field(default_factory=list)
+    ours_false: list[int] = field(default_factory=list)  # rows it reported beyond the changed ones
+    inner: list[float] = field(default_factory=list)  # the report's own seconds (after start-up), identical
+    inner_diff: list[float] = field(default_factory=list)
 
 
 def rate(rows: int, seconds: float) -> str:
@@ -450,29 +562,29 @@ def measure_pair(info: StackInfo, spec: PairSpec, args: argparse.Namespace, rela
     text = config_text(info, spec, args.threads)
     config_path.write_text(text)
     config = parse_config(text, {}, origin=str(config_path))
-    meter = CpuMeter({"source db": info.processes[spec.source.name].pid,
-                      "target db": info.processes[spec.target.name].pid})
+    options = tuple(args.reconcile_option)
+    meter = ServerCpu({"source": info.processes[spec.source.name].pid, "target": info.processes[spec.target.name].pid})
     say(f"== {spec.label}: {SCHEMA}.wide, {rows:,} rows, threads {args.threads}, config {config_path}")
-    check = run_ours(config_path, meter)  # once, before measuring: the copy is identical
+    check = run_ours(config_path, meter, options)  # once, before measuring: the copy is identical
     check_equal(check, rows, "check of the copy")
     say(f"   check of the copy by the reconciler: equal, {check.timed.seconds:.2f} s")
     ids = sorted(random.Random(DIFF_SEED).sample(range(1, rows + 1), args.diffs))
     figures = Figures()
     for run in range(1, args.runs + 1):
         load = os.getloadavg()
-        seconds, a, b = run_limit(config)
+        seconds, a, b, servers = run_limit(config, meter)
         if a != b or a.rows != rows:
             wrong(f"the limit's checksums differ on identical data: source {a}, target {b}")
-        ours = run_ours(config_path, meter)
+        ours = run_ours(config_path, meter, options)
         check_equal(ours, rows, f"run {run}")
         peer = run_reladiff(reladiff, spec, args.threads, meter) if reladiff else None
         figures.limit.append(seconds)
         figures.ours.append(ours.timed.seconds)
         figures.peaks.append(ours.timed.peak_kb)
         figures.cpu.append(ours.timed.cpu_s)
-        ours_false = len(ours.different) + ours.other
+        figures.inner.append(ours.table["seconds"])
         say(f"run {run} identical (load {load[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end):")
-        say(f"   limit       {rate(rows, seconds)}")
+        say(f"   limit       {rate(rows, seconds)}  [{servers}]")
         say(f"   replicator  {describe_ours(ours, rows)}  [{ours.timed.servers}]")
         line = f"   ours/limit {seconds / ours.timed.seconds:.3f}"
         if peer is not None:
@@ -487,11 +599,12 @@ def measure_pair(info: StackInfo, spec: PairSpec, args: argparse.Namespace, rela
         change_rows(spec, ids, restore=False)
         try:
             load = os.getloadavg()
-            ours = run_ours(config_path, meter)
+            ours = run_ours(config_path, meter, options)
             peer = run_reladiff(reladiff, spec, args.threads, meter) if reladiff else None
         finally:
             change_rows(spec, ids, restore=True)
         t = ours.table
+        figures.ours_false.append(len(ours.different - set(ids)) + ours.other)
         if ours.different != set(ids) or ours.other or t["state"] != "different":
             wrong(f"run {run} with {args.diffs} differences: the reconciler named {len(ours.different)} of them"
                   f" ({len(set(ids) - ours.different)} missed, {len(ours.different - set(ids))} others),"
@@ -502,7 +615,7 @@ def measure_pair(info: StackInfo, spec: PairSpec, args: argparse.Namespace, rela
         figures.ours_diff.append(ours.timed.seconds)
         figures.cpu_diff.append(ours.timed.cpu_s)
         figures.peaks.append(ours.timed.peak_kb)
-        figures.ours_false.append(ours_false)
+        figures.inner_diff.append(t["seconds"])
         say(f"run {run} {args.diffs} diffs (load {load[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end):")
         say(f"   replicator  {describe_ours(ours, rows)}; {len(ours.different)} named  [{ours.timed.servers}]")
         if peer is not None:
@@ -515,6 +628,17 @@ def measure_pair(info: StackInfo, spec: PairSpec, args: argparse.Namespace, rela
                 f" cpu {peer.timed.cpu_s:.1f} s)  [{peer.timed.servers}]")
             say(f"   ours/reladiff {peer.timed.seconds / ours.timed.seconds:.2f}x")
         figures.loads += [load[0], os.getloadavg()[0]]
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        for line in profile_ours(config_path, args.profile / f"{spec.name}-identical.raw", options):
+            say(line)
+        change_rows(spec, ids, restore=False)
+        try:
+            lines = profile_ours(config_path, args.profile / f"{spec.name}-diffs.raw", options)
+        finally:
+            change_rows(spec, ids, restore=True)
+        for line in lines:
+            say(line)
     return figures
 
 
@@ -529,7 +653,8 @@ def summary(spec: PairSpec, figures: Figures, rows: int, diffs: int) -> float:
         f"{min(figures.loads):.2f}-{max(figures.loads):.2f})")
     say(f"identical   limit       {rate(rows, limit)}   (runs {runs_text(figures.limit)} s)")
     say(f"identical   replicator  {rate(rows, ours)}   (runs {runs_text(figures.ours)} s;"
-        f" cpu {med(figures.cpu):.1f} s)")
+        f" cpu {med(figures.cpu):.1f} s; its report's own time {med(figures.inner):.2f} s, after start-up:"
+        f" {limit / med(figures.inner):.3f} of the limit)")
     ratio = limit / ours
     bars = [f"ours/limit {ratio:.3f} (bar ≥ {BARS['limit']:.2f}: {'met' if ratio >= BARS['limit'] else 'NOT met'})"]
     if figures.peer:
@@ -540,8 +665,8 @@ def summary(spec: PairSpec, figures: Figures, rows: int, diffs: int) -> float:
                     f"{'met' if x >= BARS['reladiff identical'] else 'NOT met'})")
     say(f"identical   {'; '.join(bars)}")
     say(f"{diffs} diffs   replicator  {rate(rows, ours_diff)}   (runs {runs_text(figures.ours_diff)} s;"
-        f" cpu {med(figures.cpu_diff):.1f} s); every difference named in every run, false positives:"
-        f" {max(figures.ours_false)}")
+        f" cpu {med(figures.cpu_diff):.1f} s; report's own time {med(figures.inner_diff):.2f} s); every difference"
+        f" named in every run, false positives: {max(figures.ours_false)}")
     if figures.peer_diff:
         peer_diff = med(figures.peer_diff)
         x = peer_diff / ours_diff
@@ -562,6 +687,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="reconcile.workers and reladiff --threads")
     parser.add_argument("--reseed", action="store_true", help="rebuild the source tables and recopy them")
     parser.add_argument("--no-reladiff", action="store_true", help="leave reladiff out (faster while developing)")
+    parser.add_argument("--reconcile-option", action="append", default=[], metavar="OPTION",
+                        help="an option for `replicator reconcile`, as --reconcile-option=--no-anchor; repeatable")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="after the runs, one more reconciler run per case under py-spy (raw stacks in DIR)")
     parser.add_argument("--run-dir", default=None)
     args = parser.parse_args()
     info = stack_info(args.run_dir)
