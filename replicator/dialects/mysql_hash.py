@@ -115,6 +115,14 @@ def _native(c: str, own_type: str, same: bool, mariadb: bool) -> str:
     return f"LOWER(HEX({c}))" if data_type(own_type) in SPATIAL_TYPES else f"CAST({c} AS CHAR)"
 
 
+def _string(c: str, own_type: str, same: bool, mariadb: bool) -> str:
+    if "character set" in own_type:  # see MySQLHashSide.columns
+        return f"CONVERT({c} USING utf8mb4)"
+    if data_type(own_type) in ("enum", "set"):
+        return f"CAST({c} AS CHAR)"
+    return c
+
+
 def _template(text: str) -> _Render:
     return lambda c, own_type, same, mariadb: text.format(c)
 
@@ -126,9 +134,9 @@ _RENDER: dict[Family, _Render] = {
     Family.FLOAT4: _float(single=True),
     Family.BOOL: _template("CASE WHEN {0} <> 0 THEN '1' WHEN {0} = 0 THEN '0' END"),
     Family.BITS: _bits,
-    Family.TEXT: _template("CONVERT({} USING utf8mb4)"),
-    Family.CHAR: _template("CONVERT({} USING utf8mb4)"),  # CHAR(n) is read without its trailing spaces
-    Family.INTERVAL: _template("CONVERT({} USING utf8mb4)"),
+    Family.TEXT: _string,
+    Family.CHAR: _string,  # CHAR(n) is read without its trailing spaces
+    Family.INTERVAL: _string,
     Family.BYTES: _template("LOWER(HEX({}))"),
     Family.UUID: _template("LOWER(CAST({} AS CHAR))"),
     Family.DATE: lambda c, own_type, same, mariadb: f"IF({_ZERO.format(c)}, NULL, CAST({c} AS CHAR))",
@@ -192,7 +200,7 @@ class MySQLHashSide:
             "SELECT c.COLUMN_NAME, c.COLUMN_TYPE, COALESCE(s.SEQ_IN_INDEX, 0),"
             " EXISTS (SELECT 1 FROM information_schema.CHECK_CONSTRAINTS k WHERE k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA"
             "  AND k.TABLE_NAME = c.TABLE_NAME AND k.CONSTRAINT_NAME = c.COLUMN_NAME"
-            "  AND k.CHECK_CLAUSE LIKE 'json_valid(%%')"
+            "  AND k.CHECK_CLAUSE LIKE 'json_valid(%%'), c.CHARACTER_SET_NAME"
             " FROM information_schema.COLUMNS c LEFT JOIN information_schema.STATISTICS s"
             " ON s.TABLE_SCHEMA = c.TABLE_SCHEMA AND s.TABLE_NAME = c.TABLE_NAME AND s.INDEX_NAME = 'PRIMARY'"
             " AND s.COLUMN_NAME = c.COLUMN_NAME"
@@ -200,8 +208,12 @@ class MySQLHashSide:
             (table.schema, table.name, "%GENERATED%"))
         if not rows:
             return None
-        columns = [(str(n), "json" if is_json else str(t).lower()) for n, t, _, is_json in rows]
-        key = tuple(str(n) for _, n in sorted((int(p), str(n)) for n, _, p, _ in rows if int(p) > 0))
+        # a text column in another character set than utf8mb4 says so in its type: it is converted
+        # before hashing (PostgreSQL hashes UTF-8); a utf8mb4 one is hashed as it is
+        columns = [(str(n), "json" if is_json else str(t).lower() + (
+            f" character set {str(cs).lower()}" if cs and str(cs).lower() not in ("utf8mb4", "binary") else ""))
+            for n, t, _, is_json, cs in rows]
+        key = tuple(str(n) for _, n in sorted((int(p), str(n)) for n, _, p, _, _ in rows if int(p) > 0))
         return columns, key
 
     def checksum(self, t: HashedTable, low: tuple[Any, ...] | None, high: tuple[Any, ...] | None) -> Checksum:
