@@ -20,6 +20,7 @@ from replicator.dialects.base import (
     TargetWriter,
     Transfer,
 )
+from replicator.model import TableId
 
 
 def catalog_for(endpoint: Endpoint) -> SourceCatalog:
@@ -30,6 +31,28 @@ def catalog_for(endpoint: Endpoint) -> SourceCatalog:
     from replicator.dialects.mysql import MySQLCatalog
 
     return MySQLCatalog(endpoint)
+
+
+def selected_tables(config: MigrationConfig, names: list[str] | None) -> list[TableId]:
+    """The source tables the config selects, or the named ones (each must be selected)."""
+    from replicator.errors import ConfigError
+
+    catalog = catalog_for(config.source)
+    try:
+        selected = [t.table for t in catalog.list_tables() if config.selects(t.table)]
+    finally:
+        catalog.close()
+    if not names:
+        if not selected:
+            raise ConfigError(f"no table of the source {config.source.describe()} matches tables.include",
+                              hint="check tables.include / tables.exclude")
+        return selected
+    by_name = {t.qualified: t for t in selected}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ConfigError(f"not a selected source table: {', '.join(unknown)}",
+                          hint="name tables as schema.table (MySQL: database.table); see tables.include")
+    return [by_name[n] for n in names]
 
 
 def source_inspector_for(config: MigrationConfig) -> SourceInspector:
@@ -146,5 +169,5 @@ def schema_target_for(endpoint: Endpoint) -> SchemaTarget:
 __all__ = ["HashSide", "SchemaDDL", "SchemaReader", "SchemaTarget", "SnapshotSource", "SnapshotTarget",
            "SourceCatalog", "SourceInspector", "TargetInspector", "TargetWriter", "Transfer", "catalog_for",
            "hash_side_for", "schema_ddl_for",
-           "schema_reader_for", "schema_target_for", "snapshot_source_for", "snapshot_target_for",
+           "schema_reader_for", "schema_target_for", "selected_tables", "snapshot_source_for", "snapshot_target_for",
            "source_inspector_for", "target_inspector_for", "target_writer_for", "transfer_for"]

@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any
 from replicator import faults
 from replicator.canonical import Checksum, ColumnRule, Family, resolve
 from replicator.config import MigrationConfig
-from replicator.dialects import catalog_for, hash_side_for
+from replicator.dialects import hash_side_for, selected_tables
 from replicator.dialects.base import HashedTable, HashSide, KeyKind
-from replicator.errors import ConfigError, ReconcileError
+from replicator.errors import ReconcileError
 from replicator.model import TableId
 from replicator.reconcile.report import (
     ColumnDifference,
@@ -462,22 +462,8 @@ class Reconciler:
         self._anchor_obj: Anchor | None = None
 
     def resolve(self, names: list[str] | None) -> list[TableId]:
-        catalog = catalog_for(self._config.source)
-        try:
-            selected = [t.table for t in catalog.list_tables() if self._config.selects(t.table)]
-        finally:
-            catalog.close()
-        if not names:
-            if not selected:
-                raise ConfigError(f"no table of the source {self._config.source.describe()} matches tables.include",
-                                  hint="check tables.include / tables.exclude")
-            return selected
-        by_name = {t.qualified: t for t in selected}
-        unknown = [n for n in names if n not in by_name]
-        if unknown:
-            raise ConfigError(f"not a selected source table: {', '.join(unknown)}",
-                              hint="name tables as schema.table (MySQL: database.table); see tables.include")
-        return [by_name[n] for n in names]
+        """The selected source tables, or the named ones (each must be selected)."""
+        return selected_tables(self._config, names)
 
     def run(self, names: list[str] | None = None) -> Report:
         tables = self.resolve(names)

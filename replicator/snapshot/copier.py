@@ -37,6 +37,7 @@ from replicator import faults
 from replicator.config import ForeignKeyTiming, MigrationConfig
 from replicator.dialects import (
     catalog_for,
+    selected_tables,
     snapshot_source_for,
     snapshot_target_for,
     target_writer_for,
@@ -52,7 +53,7 @@ from replicator.dialects.base import (
     SourceShape,
     Transfer,
 )
-from replicator.errors import ConfigError, ReplicatorError, SnapshotError
+from replicator.errors import ReplicatorError, SnapshotError
 from replicator.kafka.watermark import prove_streaming
 from replicator.model import TableId, topic_for
 from replicator.schema import Phase, SchemaPlan, apply_schema, refuse_blocking, translate
@@ -205,22 +206,7 @@ class SnapshotCopier:
 
     def resolve(self, names: list[str] | None) -> list[TableId]:
         """The selected source tables, or the named ones (each must be selected)."""
-        catalog = catalog_for(self._config.source)
-        try:
-            selected = [t.table for t in catalog.list_tables() if self._config.selects(t.table)]
-        finally:
-            catalog.close()
-        if not names:
-            if not selected:
-                raise ConfigError(f"no table of the source {self._config.source.describe()} matches tables.include",
-                                  hint="check tables.include / tables.exclude")
-            return selected
-        by_name = {t.qualified: t for t in selected}
-        unknown = [n for n in names if n not in by_name]
-        if unknown:
-            raise ConfigError(f"not a selected source table: {', '.join(unknown)}",
-                              hint="name tables as schema.table (MySQL: database.table); see tables.include")
-        return [by_name[n] for n in names]
+        return selected_tables(self._config, names)
 
     def _partition(self, table: TableId) -> tuple[str, int]:
         return (topic_for(self._config.kafka.topic_prefix, table), 0)
