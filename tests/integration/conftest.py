@@ -3,6 +3,7 @@ a user starts it) and per-test isolation: a unique schema/database, topic prefix
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -18,7 +19,7 @@ import yaml
 from replicator.stack.launcher import Database, LocalStack, StackInfo
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN_DIR = ROOT / ".stack-test"
+RUN_DIR = Path(os.environ.get("REPLICATOR_TEST_STACK", ROOT / ".stack-test"))  # another dir: a second stack
 CLI = [sys.executable, "-m", "replicator.cli"]
 
 pytestmark = pytest.mark.integration
