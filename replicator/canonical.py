@@ -55,6 +55,7 @@ sides agree on it; about twice as fast).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -155,3 +156,11 @@ class Checksum:
     @classmethod
     def of(cls, rows: int, total: object) -> Checksum:
         return cls(int(rows), int(str(total or 0).split(".")[0]) % HASH_MODULUS)
+
+    @classmethod
+    def add(cls, parts: Iterable[Checksum]) -> Checksum:
+        """The checksum of the union of disjoint ranges."""
+        rows = total = 0
+        for part in parts:
+            rows, total = rows + part.rows, total + part.total
+        return cls(rows, total % HASH_MODULUS)

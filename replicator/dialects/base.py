@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal, Protocol
@@ -442,9 +442,10 @@ class HashSide(Protocol):
         """min and max of a one-column integer key (None: no rows)."""
         ...
 
-    def rows(self, t: HashedTable, low: tuple[Any, ...] | None,
-             high: tuple[Any, ...] | None) -> Generator[tuple[tuple[Any, ...], tuple[str | None, ...]], None, None]:
-        """(sort key, canonical column texts) of each row of the range, streamed in sort-key order: a key
+    def rows(self, t: HashedTable, spans: Sequence[tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]],
+             ) -> Generator[tuple[tuple[Any, ...], tuple[str | None, ...]], None, None]:
+        """(sort key, canonical column texts) of each row of the ranges (disjoint, given as (low, high)
+        in key order: several ranges are read by one query), streamed in sort-key order: a key
         column of kind int or text by its value (text in byte order), others by their canonical text; a
         table without a key by its canonical row text."""
         ...

@@ -9,7 +9,7 @@ composed identifiers: a '%' in a name would be read as one).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -232,6 +232,9 @@ class PostgresHashSide:
     """One PostgreSQL connection of the reconciler (source or target side)."""
 
     fast_hash = True  # hashtextextended: when both sides are PostgreSQL with the same types
+    # a plain aggregate runs in parallel workers; one grouped by piece (the planner cannot estimate
+    # the number of pieces) sorts or runs in one process: about twice the time
+    parallel_sum = True
 
     def __init__(self, endpoint: Endpoint, role: str) -> None:
         self._conn: psycopg.Connection[Any] = connect(endpoint, role, autocommit=True)
@@ -304,8 +307,8 @@ class PostgresHashSide:
             return None
         return int(row[0]), int(row[1])
 
-    def rows(self, t: HashedTable, low: tuple[Any, ...] | None,
-             high: tuple[Any, ...] | None) -> Generator[tuple[tuple[Any, ...], tuple[str | None, ...]], None, None]:
+    def rows(self, t: HashedTable, spans: Sequence[tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]],
+             ) -> Generator[tuple[tuple[Any, ...], tuple[str | None, ...]], None, None]:
         texts = [canonical(r, t.types[r.name], same=t.same_type(r)) for r in t.rules]
         by_name = {r.name: text for r, text in zip(t.rules, texts, strict=True)}
         sort: list[sql.Composable] = []
@@ -319,7 +322,10 @@ class PostgresHashSide:
         if not t.key:
             sort.append(sql.SQL('({}) COLLATE "C"').format(row_text(t)))
         kinds = t.range_kinds
-        where = range_condition(t.key, kinds, low, high) if kinds is not None else sql.SQL("true")
+        where: sql.Composable = sql.SQL("true")
+        if kinds is not None:
+            where = sql.SQL(" OR ").join(sql.SQL("({})").format(range_condition(t.key, kinds, low, high))
+                                         for low, high in spans)
         query = sql.SQL("SELECT {}, {} FROM {} WHERE {} ORDER BY {}").format(
             sql.SQL(", ").join(sort), sql.SQL(", ").join(texts) if texts else sql.SQL("NULL"),
             sql.Identifier(t.table.schema, t.table.name), where,

@@ -60,9 +60,7 @@ class Anchor:
         self._writer.ensure_state()
         self._decoder = EnvelopeDecoder()
         self._topics: set[str] | None = None
-        self._consumer = Consumer({**client_config(config.kafka), "group.id": f"replicator-reconcile-"
-                                   f"{uuid.uuid4().hex[:12]}", "enable.auto.commit": False,
-                                   "auto.offset.reset": "earliest"})
+        self._reader: Consumer | None = None  # opened by the first recheck that reads the topic
 
     @property
     def writer(self) -> TargetWriter:
@@ -70,8 +68,17 @@ class Anchor:
         return self._writer
 
     def close(self) -> None:
-        self._consumer.close()
+        if self._reader is not None:
+            self._reader.close()
         self._writer.close()
+
+    @property
+    def _consumer(self) -> Consumer:
+        if self._reader is None:
+            self._reader = Consumer({**client_config(self._config.kafka), "group.id": f"replicator-reconcile-"
+                                     f"{uuid.uuid4().hex[:12]}", "enable.auto.commit": False,
+                                     "auto.offset.reset": "earliest"})
+        return self._reader
 
     def _partition(self, table: TableId) -> tuple[str, int]:
         return (topic_for(self._config.kafka.topic_prefix, table), 0)

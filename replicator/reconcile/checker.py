@@ -4,15 +4,22 @@ Per table (the argument for each step is in replicator/reconcile/__init__.py):
 1. describe both sides: the columns compared (the source's, by name) with the family each pair of
    types compares as (replicator.canonical), the key, how each key column orders ranges;
 2. cut the key space into chunks: a one-column integer key into ranges sized on the fly to take about
-   `reconcile.chunk_seconds`; other keys at split points the source gives every `chunk_rows` rows;
-   a key of another type, or no key, is one chunk. The first range is open below, the last above,
-   so rows that exist only on the target are inside a chunk too;
-3. hash each chunk on both sides at once (count and sum of 64-bit row hashes, one query a side);
-4. bisect a chunk whose checksums differ: cut it at split points of the side with more rows, hash the
-   pieces, go on with those that differ until a piece has at most `leaf_rows` rows (or cannot be cut);
-5. compare such a piece row by row: both sides stream (sort key, canonical texts) in the same order
-   and are merged; each missing, extra and different row is named with its columns and both values.
-   A range whose hashes differed but whose rows compare equal is counted as a false alarm.
+   `reconcile.chunk_seconds`, between an open range below the lowest key and one above the highest
+   (empty unless rows were written meanwhile); other keys at split points the source gives every
+   `chunk_rows` rows, the first range open below, the last above; a key of another type, or no key,
+   is one chunk. Rows that exist only on the target are inside a chunk too;
+3. hash each chunk on both sides at once (count and sum of 64-bit row hashes, one query a side). A
+   bounded integer range is hashed as pieces of about leaf_rows/16 rows by one grouped query a side
+   (it costs what a plain sum costs), so a differing chunk already says which pieces differ; not
+   when both sides are PostgreSQL, whose plain sum runs in parallel workers and a grouped one does
+   not: there a differing chunk is hashed again in pieces;
+4. bisect a chunk or piece whose checksums differ: an integer range into pieces by one grouped query,
+   another key at split points of the side with more rows; go on with those that differ until a
+   piece has at most `leaf_rows` rows (or cannot be cut);
+5. compare such pieces row by row, up to 64 ranges by one query a side: both sides stream (sort key,
+   canonical texts) in the same order and are merged; each missing, extra and different row is named
+   with its columns and both values. A range whose hashes differed but whose rows compare equal is
+   counted as a false alarm.
 """
 
 from __future__ import annotations
@@ -54,7 +61,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 Bound = tuple[Any, ...] | None
-_PIECES = 16  # a differing range is cut into this many pieces
+_PIECES = 16  # a differing range of another key is cut into this many pieces
+_MAX_PIECES = 4096  # pieces of an integer range hashed by one grouped query
+_LEAF_BATCH = 64  # ranges whose rows one query a side reads
 _MIN_CHUNK, _MAX_CHUNK = 1_000, 2_000_000
 
 
@@ -178,8 +187,13 @@ class TableCheck:
         self.sensor = sensor
         self.lock = threading.Lock()
         self.pace: list[float] = []  # key units per second of the integer ranges hashed so far (shared)
+        self.density: list[float] = []  # rows per key unit of those ranges (shared)
         self.suspects: list[Range] = []  # ranges whose rows differed in the pass (shared)
         self.direct = False  # no anchored recheck for this table: a leaf's differences are reported at once
+        # both sides sum a plain range in parallel (PostgreSQL): chunks are hashed whole, pieces only
+        # when they differ
+        self.plain = bool(getattr(sides.source, "parallel_sum", False) and getattr(sides.target, "parallel_sum",
+                                                                                     False))
         self.span: tuple[int, int] | None = None  # a one-column integer key's min and max (for progress)
         self.reached: int | None = None  # where the integer ranges handed out so far end
 
@@ -207,15 +221,15 @@ class TableCheck:
         low, high = min(b[0] for b in present), max(b[1] for b in present)
         with self.lock:
             self.span = (low, high)
-        step = self.settings.chunk_rows
-        start: int | None = None
+        yield Range(None, (low,))  # below the lowest key either side held: empty unless written since
+        step, start = self.settings.chunk_rows, low
         while True:
-            begin = low if start is None else start
-            end = begin + step
+            end = start + step
             if end > high:
-                yield Range(None if start is None else (start,), None)
+                yield Range((start,), (high + 1,))
+                yield Range((high + 1,), None)  # above the highest key: likewise
                 return
-            yield Range(None if start is None else (start,), (end,))
+            yield Range((start,), (end,))
             with self.lock:
                 self.reached = end
             step = self._next_step(step)
@@ -237,30 +251,63 @@ class TableCheck:
                                  lambda t: t.checksum(self.pair.target, span.low, span.high))
         return result[0], result[1]
 
-    def check(self, span: Range) -> None:
-        """Hash one chunk on both sides; bisect it when they differ."""
-        began = time.monotonic()
-        source, target = self.checksums(span)
-        seconds = time.monotonic() - began
+    def _piece_width(self, span: Range) -> int | None:
+        """Key values per piece of a bounded one-column integer range, so that a piece holds about
+        `_piece_rows` rows at the density (rows per key value) of the ranges hashed so far; at most
+        `_MAX_PIECES` pieces. None: the range is hashed whole (other keys, open ranges)."""
+        if self.pair.source.range_kinds != ("int",) or span.low is None or span.high is None or self.plain:
+            return None
         with self.lock:
-            if span.low is not None and span.high is not None and self.pair.source.range_kinds == ("int",):
-                self.pace.append((span.high[0] - span.low[0]) / max(seconds, 1e-3))
+            density = sorted(self.density[-5:])
+        per_key = density[len(density) // 2] if density else 1.0  # a unique key: at most one row per value
+        size = int(span.high[0]) - int(span.low[0])
+        return max(1, int(_piece_rows(self.settings.leaf_rows) / max(per_key, 1e-9)), -(-size // _MAX_PIECES))
+
+    def check(self, span: Range) -> None:
+        """Hash one chunk on both sides (a bounded integer range as pieces of `_piece_rows` rows, one
+        grouped query a side, unless both sides sum a plain range in parallel); compare the pieces that
+        differ, or bisect the chunk."""
+        began = time.monotonic()
+        width = self._piece_width(span)
+        pieces: tuple[dict[int, Checksum], dict[int, Checksum]] | None = None
+        if width is None:
+            source, target = self.checksums(span)
+        else:
+            assert span.low is not None and span.high is not None
+            low, high = int(span.low[0]), int(span.high[0])
+            pieces = self.sides.both(lambda s: s.buckets(self.pair.source, low, high, width),
+                                     lambda t: t.buckets(self.pair.target, low, high, width))
+            source, target = Checksum.add(pieces[0].values()), Checksum.add(pieces[1].values())
+        seconds = time.monotonic() - began
+        rows = max(source.rows, target.rows)
+        with self.lock:
+            if self.pair.source.range_kinds == ("int",) and span.low is not None and span.high is not None:
+                keys = max(1, span.high[0] - span.low[0])
+                self.pace.append(keys / max(seconds, 1e-3))
+                if rows:
+                    self.density.append(rows / keys)
             self.report.chunks += 1
             self.report.source_rows += source.rows
             self.report.target_rows += target.rows
-            self.report.hashed_rows += max(source.rows, target.rows)
-        self.sensor.on_reconcile_chunk(self.pair.name, max(source.rows, target.rows))
-        if source != target:
+            self.report.hashed_rows += rows
+        self.sensor.on_reconcile_chunk(self.pair.name, rows)
+        if pieces is None:
+            if source != target:
+                with self.lock:
+                    self.report.mismatched_chunks += 1
+                self.bisect(span, source, target)
+        elif pieces[0] != pieces[1]:
             with self.lock:
                 self.report.mismatched_chunks += 1
-            self.bisect(span, source, target)
+            assert width is not None and span.low is not None and span.high is not None
+            self._compare_pieces(int(span.low[0]), int(span.high[0]), width, *pieces)
 
     def bisect(self, span: Range, source: Checksum, target: Checksum) -> None:
         rows = max(source.rows, target.rows)
         # nothing on one side: every row there is missing or extra, cutting finds nothing more
         if rows <= self.settings.leaf_rows or self.pair.source.range_kinds is None or not min(source.rows,
                                                                                                target.rows):
-            self.leaf(span)
+            self.leaves([span])
             return
         if self.pair.source.range_kinds == ("int",) and span.low is not None and span.high is not None:
             self._bisect_buckets(span, rows)
@@ -269,62 +316,87 @@ class TableCheck:
             else (self.sides.target, self.pair.target)
         points = side.split(table, span.low, span.high, max(1, -(-rows // _PIECES)))
         if not points:
-            self.leaf(span)
+            self.leaves([span])
             return
         bounds: list[Bound] = [span.low, *points, span.high]
+        small: list[Range] = []
         for low, high in itertools.pairwise(bounds):
             piece = Range(low, high)
             a, b = self.checksums(piece)
-            if a != b:
+            if a == b:
+                continue
+            if max(a.rows, b.rows) <= self.settings.leaf_rows or not min(a.rows, b.rows):
+                small.append(piece)
+            else:
                 self.bisect(piece, a, b)
+        self.leaves(small)
 
     def _bisect_buckets(self, span: Range, rows: int) -> None:
-        """An integer range cut into pieces of about `leaf_rows` rows, all hashed in one grouped query per
-        side (at most 1024 pieces a round); the pieces that differ are compared, or cut again."""
+        """An integer range cut into pieces of about `_piece_rows` rows, all hashed in one grouped query per
+        side (at most `_MAX_PIECES` pieces a round); the pieces that differ are compared, or cut again."""
         assert span.low is not None and span.high is not None
         low, high = int(span.low[0]), int(span.high[0])
-        width = max(1, -(-(high - low) * self.settings.leaf_rows // rows), -(-(high - low) // 1024))
+        width = max(1, -(-(high - low) * _piece_rows(self.settings.leaf_rows) // rows),
+                    -(-(high - low) // _MAX_PIECES))
         a, b = self.sides.both(lambda s: s.buckets(self.pair.source, low, high, width),
                                lambda t: t.buckets(self.pair.target, low, high, width))
+        self._compare_pieces(low, high, width, a, b)
+
+    def _compare_pieces(self, low: int, high: int, width: int, a: dict[int, Checksum],
+                        b: dict[int, Checksum]) -> None:
+        """The pieces of [low, high) whose checksums differ: small ones compared row by row (together),
+        larger ones (the density was misjudged) cut again."""
         empty = Checksum(0, 0)
+        small: list[Range] = []
         for index in sorted(set(a) | set(b)):
             left, right = a.get(index, empty), b.get(index, empty)
             if left == right:
                 continue
             piece = Range((low + index * width,), (min(low + (index + 1) * width, high),))
             if width == 1 or max(left.rows, right.rows) <= 2 * self.settings.leaf_rows:
-                self.leaf(piece)
+                small.append(piece)
             else:
                 self.bisect(piece, left, right)
+        self.leaves(small)
 
     # -- rows ------------------------------------------------------------------------------------
-    def leaf(self, span: Range) -> None:
-        """Compare the rows of a range by merging both sides' ordered streams. Rows that differ make
-        the range a suspect: while writes go on, only a recheck at a common position confirms them."""
-        if self.direct:  # no recheck will follow: these are the differences, read once
-            found = 0
-            for difference in self.differences(span):
-                found += 1
-                with self.lock:
-                    self.report.add(difference, self.settings.max_reported)
-            if not found:
-                with self.lock:
-                    self.report.false_alarms += 1
-            return
-        if next(iter(self.differences(span)), None) is None:
+    def leaves(self, spans: list[Range]) -> None:
+        """Compare the rows of ranges (disjoint, in key order) by merging both sides' ordered streams,
+        `_LEAF_BATCH` ranges a query. Rows that differ make their range a suspect: while writes go on,
+        only a recheck at a common position confirms them."""
+        for group in _groups(spans):
+            found = self.found_in(group)
             with self.lock:
-                self.report.false_alarms += 1
-            return
-        with self.lock:
-            self.suspects.append(span)
+                self.report.false_alarms += sum(1 for span in group if span not in found)
+                if self.direct:  # no recheck will follow: these are the differences, read once
+                    for span in group:
+                        for difference in found.get(span, ()):
+                            self.report.add(difference, self.settings.max_reported)
+                else:
+                    self.suspects.extend(span for span in group if span in found)
 
-    def differences(self, span: Range) -> Iterator[RowDifference]:
+    def found_in(self, spans: list[Range]) -> dict[Range, list[RowDifference]]:
+        """The differing rows of each range (disjoint, in key order) that has any."""
+        found: dict[Range, list[RowDifference]] = {}
+        lows = [span.low for span in spans]
+        for key, difference in self._differences(spans):
+            at = _owner(lows, key)
+            found.setdefault(spans[at], []).append(difference)
+        return found
+
+    def differences(self, spans: list[Range]) -> Iterator[RowDifference]:
+        for group in _groups(spans):
+            for _, difference in self._differences(group):
+                yield difference
+
+    def _differences(self, spans: list[Range]) -> Iterator[tuple[tuple[Any, ...], RowDifference]]:
         rules = self.pair.source.rules
         names = [r.name for r in rules]
         key = self.pair.source.key
         key_at = [names.index(k) for k in key] if key else list(range(len(names)))
-        source = self.sides.source.rows(self.pair.source, span.low, span.high)
-        target = _Prefetch(self.sides.target.rows(self.pair.target, span.low, span.high))
+        bounds = [(span.low, span.high) for span in spans]
+        source = self.sides.source.rows(self.pair.source, bounds)
+        target = _Prefetch(self.sides.target.rows(self.pair.target, bounds))
         try:
             yield from self._merge(source, target, rules, names, key_at)
         finally:
@@ -333,23 +405,23 @@ class TableCheck:
 
     @staticmethod
     def _merge(source: Iterator[Any], target: Iterator[Any], rules: tuple[ColumnRule, ...], names: list[str],
-               key_at: list[int]) -> Iterator[RowDifference]:
+               key_at: list[int]) -> Iterator[tuple[tuple[Any, ...], RowDifference]]:
         s, t = next(source, None), next(target, None)
         while s is not None or t is not None:
             if t is None or (s is not None and _before(s[0], t[0])):
                 assert s is not None
-                yield RowDifference(RowKind.MISSING, {names[i]: s[1][i] for i in key_at},
-                                    source=dict(zip(names, s[1], strict=True)))
+                yield s[0], RowDifference(RowKind.MISSING, {names[i]: s[1][i] for i in key_at},
+                                          source=dict(zip(names, s[1], strict=True)))
                 s = next(source, None)
             elif s is None or _before(t[0], s[0]):
-                yield RowDifference(RowKind.EXTRA, {names[i]: t[1][i] for i in key_at},
-                                    target=dict(zip(names, t[1], strict=True)))
+                yield t[0], RowDifference(RowKind.EXTRA, {names[i]: t[1][i] for i in key_at},
+                                          target=dict(zip(names, t[1], strict=True)))
                 t = next(target, None)
             else:
                 columns = tuple(ColumnDifference(r.name, a, b) for r, a, b in zip(rules, s[1], t[1], strict=True)
                                 if not same_text(r.family, a, b))
                 if columns:
-                    yield RowDifference(RowKind.DIFFERENT, {names[i]: s[1][i] for i in key_at}, columns)
+                    yield s[0], RowDifference(RowKind.DIFFERENT, {names[i]: s[1][i] for i in key_at}, columns)
                 s, t = next(source, None), next(target, None)
 
 
@@ -363,6 +435,31 @@ def _take(rows: Iterator[tuple[tuple[str | None, ...], dict[str, Any]]],
             left[key] -= 1
             taken.append(row)
     return taken
+
+
+def _piece_rows(leaf_rows: int) -> int:
+    """Rows of a piece of an integer range hashed by a grouped query: small, since a differing piece is
+    read row by row on both sides, and the grouped query costs the same for any number of pieces."""
+    return max(1, leaf_rows // 16)
+
+
+def _groups(spans: list[Range]) -> Iterator[list[Range]]:
+    for at in range(0, len(spans), _LEAF_BATCH):
+        yield spans[at:at + _LEAF_BATCH]
+
+
+def _owner(lows: list[Bound], key: tuple[Any, ...]) -> int:
+    """The index of the range (disjoint, in key order, given by their lower bounds) holding a sort key."""
+    at = 0
+    low, high = 1, len(lows) - 1
+    while low <= high:  # the last range whose lower bound is at or below the key
+        mid = (low + high) // 2
+        bound = lows[mid]
+        if bound is None or not _before(key, bound):
+            at, low = mid, mid + 1
+        else:
+            high = mid - 1
+    return at
 
 
 def _span_order(span: Range) -> tuple[bool, tuple[Any, ...]]:
@@ -526,6 +623,7 @@ class Reconciler:
         # all checks share the report's counters under one lock
         for check in checks[1:]:
             check.lock, check.pace, check.suspects = checks[0].lock, checks[0].pace, checks[0].suspects
+            check.density = checks[0].density
         chunks = checks[0].chunks()
         feed = threading.Lock()
         errors: list[BaseException] = []
@@ -601,12 +699,13 @@ class Reconciler:
     def _record(self, check: TableCheck, suspects: list[Range],
                 report: TableReport) -> list[tuple[Range, list[RowDifference]]]:
         found = []
-        for span in suspects:
-            differences = list(check.differences(span))
-            for difference in differences:
-                report.add(difference, self._config.reconcile.max_reported)
-            if differences:
-                found.append((span, differences))
+        for group in _groups(suspects):
+            differing = check.found_in(group)
+            for span in group:  # in key order
+                for difference in differing.get(span, ()):
+                    report.add(difference, self._config.reconcile.max_reported)
+                if span in differing:
+                    found.append((span, differing[span]))
         return found
 
     def _repair_rows(self, check: TableCheck, found: list[tuple[Range, list[RowDifference]]], anchor: Anchor,
@@ -641,7 +740,7 @@ class Reconciler:
         except BaseException:
             writer.rollback()
             raise
-        left = sum(1 for span, _ in found for _ in check.differences(span))
+        left = sum(1 for _ in check.differences([span for span, _ in found]))
         if left:
             report.notes.append(f"repair: {left} row(s) still differ after the repair")
             return

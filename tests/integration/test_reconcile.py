@@ -316,7 +316,7 @@ def test_canonical_test_vectors_on_the_real_engines(engine: str, stack: StackInf
         rules = tuple(ColumnRule(f"c{i}", Family(v[2]), v[0], "") for i, v in enumerate(vectors))
         table = HashedTable(TableId(s.namespace, "v"), rules, {r.name: r.source_type for r in rules}, ("id",),
                             ("int",))
-        ((_, texts),) = list(side.rows(table, None, None))
+        ((_, texts),) = list(side.rows(table, [(None, None)]))
     finally:
         side.close()
     wrong = [f"{v[0]} {v[1]}: {text!r}, expected {v[3]!r}" for v, text in zip(vectors, texts, strict=True)

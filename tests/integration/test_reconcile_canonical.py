@@ -391,8 +391,8 @@ class Bench:
             side.fill([(i, *(None if v is None else c.kind.pg(v) if side.postgres else c.kind.my(v)
                              for c, v in zip(self.columns, row, strict=True))) for i, row in enumerate(rows, 1)])
         hs, ht = self.hash_sides
-        texts_s = {key[0]: texts for key, texts in hs.rows(self.pair.source, None, None)}
-        texts_t = {key[0]: texts for key, texts in ht.rows(self.pair.target, None, None)}
+        texts_s = {key[0]: texts for key, texts in hs.rows(self.pair.source, [(None, None)])}
+        texts_t = {key[0]: texts for key, texts in ht.rows(self.pair.target, [(None, None)])}
         assert sorted(texts_s) == sorted(texts_t) == list(range(1, len(rows) + 1))
         names = [r.name for r in self.pair.source.rules]
         problems = []

@@ -13,7 +13,7 @@ from replicator.apply.gate import Cut, reconcile_gate, reconcile_gate_name, reco
 from replicator.canonical import HASH_MODULUS, PREFIXED, Checksum, Family, join_row, resolve
 from replicator.dialects import mysql_hash, postgres_hash
 from replicator.events import SourcePosition
-from replicator.reconcile.checker import key_kind, same_text
+from replicator.reconcile.checker import _owner, _piece_rows, key_kind, same_text
 from tests.unit.test_gate import ev, pg_event
 
 # (source engine, source type, target type) → the family the pair compares as; None: not comparable
@@ -92,6 +92,28 @@ def test_checksums_of_signed_and_unsigned_slices_agree_modulo_2_64(hashes: list[
     assert Checksum.of(len(hashes), sum(signed)) == Checksum.of(len(hashes), sum(hashes))
     assert Checksum.of(1, "18446744073709551615") == Checksum.of(1, -1)
     assert Checksum.of(0, None) == Checksum(0, 0)
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1)), max_size=20))
+def test_the_checksums_of_pieces_add_up_to_the_checksum_of_their_union(pieces: list[tuple[int, int]]) -> None:
+    parts = [Checksum.of(1, a) for a, _ in pieces] + [Checksum.of(1, b) for _, b in pieces]
+    whole = Checksum.of(len(parts), sum(a + b for a, b in pieces))
+    assert Checksum.add(parts) == whole
+    assert Checksum.add([]) == Checksum(0, 0)
+
+
+@given(st.lists(st.integers(-1000, 1000), min_size=1, max_size=30, unique=True), st.integers(-1100, 1100))
+def test_a_sort_key_belongs_to_the_last_range_starting_at_or_below_it(starts: list[int], key: int) -> None:
+    lows: list[tuple[Any, ...] | None] = [None, *[(s,) for s in sorted(starts)]]
+    at = _owner(lows, (key,))
+    assert at == 0 or lows[at] <= (key,)  # type: ignore[operator]
+    assert at == len(lows) - 1 or (key,) < lows[at + 1]  # type: ignore[operator]
+
+
+def test_text_ranges_are_found_in_code_point_order() -> None:
+    lows: list[tuple[Any, ...] | None] = [("A",), ("a",), ("é",)]
+    assert [_owner(lows, (k,)) for k in ("A", "Z", "a", "z", "é", "😀")] == [0, 0, 1, 1, 2, 2]
+    assert _piece_rows(2000) == 125 and _piece_rows(1) == 1
 
 
 def test_json_compares_as_values_when_its_text_differs() -> None:
