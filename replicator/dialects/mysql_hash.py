@@ -99,8 +99,9 @@ def _bits(c: str, own_type: str, same: bool, mariadb: bool) -> str:
 def _timestamp(c: str, own_type: str, same: bool, mariadb: bool) -> str:
     if same:
         return f"CAST({c} AS CHAR)"
-    return (f"IF({_ZERO.format(c)}, NULL,"
-            f" CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {c}) AS CHAR))")
+    # microseconds since 1970-01-01 UTC (the session's time zone is UTC); TO_SECONDS of a zero date, or
+    # one with a zero part, is NULL (the copier writes those as NULL); twice cheaper than TIMESTAMPDIFF
+    return f"CONCAT((TO_SECONDS({c}) - 62167219200) * 1000000 + MICROSECOND({c}))"
 
 
 def _point(c: str, own_type: str, same: bool, mariadb: bool) -> str:
@@ -128,7 +129,7 @@ def _template(text: str) -> _Render:
 
 
 _RENDER: dict[Family, _Render] = {
-    Family.INT: _template("CAST({} AS CHAR)"),
+    Family.INT: _template("CONCAT({})"),  # the digits, as CAST(… AS CHAR) writes them, for less
     Family.DECIMAL: _decimal,
     Family.FLOAT8: _float(single=False),
     Family.FLOAT4: _float(single=True),
@@ -153,7 +154,7 @@ _RENDER: dict[Family, _Render] = {
 def canonical(rule: ColumnRule, own_type: str, *, same: bool, mariadb: bool = True) -> str:
     """The canonical text of a column as SQL (NULL stays NULL); no parameters."""
     if same_scale(rule):
-        return f"CAST({_ident(rule.name)} AS CHAR)"
+        return f"CONCAT({_ident(rule.name)})"
     return _RENDER.get(rule.family, _native)(_ident(rule.name), own_type, same, mariadb)
 
 
