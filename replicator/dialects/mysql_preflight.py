@@ -32,6 +32,16 @@ WHERE t.TABLE_SCHEMA = %s AND t.TABLE_TYPE = 'BASE TABLE'
 ORDER BY 1
 """
 
+# MariaDB-only column types: Debezium's MySQL connector (3.0) cannot parse DDL that names them
+_MARIADB_ONLY = ("uuid", "inet4", "inet6")
+_CAPTURED_ONLY = "schema.history.internal.store.only.captured.tables.ddl"
+_MARIADB_ONLY_COLUMNS = """
+SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS
+WHERE DATA_TYPE IN (%s, %s, %s)
+  AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
+ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION
+"""
+
 _COLUMNS = """
 SELECT COLUMN_NAME FROM information_schema.COLUMNS
 WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND EXTRA NOT LIKE %s ORDER BY ORDINAL_POSITION
@@ -108,6 +118,7 @@ class MySQLSourceInspector:
             _server_id(variables.get("server_id", "0"), config.connector.server_id),
             *self._privileges(config.source.database),
             *self._tables(config),
+            *self._mariadb_only_types(config),
             self._watermark(config.watermark_table),
         ]
 
@@ -172,6 +183,42 @@ class MySQLSourceInspector:
         if not found:
             found.append(Finding(Level.OK, "source", "tables",
                                  f"{len(selected)} selected, all InnoDB with a primary key, readable"))
+        return found
+
+    def _mariadb_only_types(self, config: MigrationConfig) -> list[Finding]:
+        """Columns of type UUID, INET4, INET6 anywhere on the server (as far as the user sees): Debezium
+        3.0's MySQL connector fails on them (a NullPointerException in its DDL parser), again on every
+        restart: in a migrated table always; elsewhere at start, when it reads the schema of every
+        database, unless told to read the captured tables' only — and then still on a CREATE or ALTER
+        naming such a type while it streams (it parses the DDL of every database)."""
+        found: list[Finding] = []
+        elsewhere: list[str] = []
+        for schema, name, column, data_type in self._session.rows(_MARIADB_ONLY_COLUMNS, _MARIADB_ONLY):
+            table = TableId(str(schema), str(name))
+            wider = "CHAR(36)" if str(data_type).lower() == "uuid" else "VARCHAR(39)"
+            if config.selects(table):
+                found.append(Finding(Level.ERROR, "source", f"table {table}",
+                                     f"column {column} is of MariaDB's type {str(data_type).upper()}, which "
+                                     "Debezium's MySQL connector cannot read",
+                                     f"ALTER TABLE {table} MODIFY {column} {wider} (same text), or exclude the "
+                                     "table in tables.exclude"))
+            else:
+                elsewhere.append(f"{table}.{column}")
+        if elsewhere:
+            shown = ", ".join(elsewhere[:5]) + (f" and {len(elsewhere) - 5} more" if len(elsewhere) > 5 else "")
+            if config.connector.overrides.get(_CAPTURED_ONLY, "").lower() == "true":
+                found.append(Finding(Level.WARNING, "source", "MariaDB-only types",
+                                     f"{shown} (not migrated) use UUID/INET4/INET6: the connector parses the DDL "
+                                     "of every database while it streams, and a CREATE or ALTER naming one of "
+                                     "these types stops it", "run no such DDL on this server during the migration"))
+            else:
+                found.append(Finding(Level.ERROR, "source", "MariaDB-only types",
+                                     f"{shown} (not migrated) use UUID/INET4/INET6: Debezium's MySQL connector "
+                                     "reads the schema of every database on the server at start and fails on "
+                                     "these types", f"convert them (UUID → CHAR(36), INET → VARCHAR(39)), or set "
+                                     f"connector.overrides: {{{_CAPTURED_ONLY}: 'true'}} (the connector then "
+                                     "reads only the migrated tables' schemas; a table added to the selection "
+                                     "later needs the connector re-created)"))
         return found
 
     def _readable(self, table: TableId) -> bool:
