@@ -189,7 +189,8 @@ class TableCheck:
         self.pace: list[float] = []  # key units per second of the integer ranges hashed so far (shared)
         self.density: list[float] = []  # rows per key unit of those ranges (shared)
         self.suspects: list[Range] = []  # ranges whose rows differed in the pass (shared)
-        self.direct = False  # no anchored recheck for this table: a leaf's differences are reported at once
+        # no anchored recheck for this table: a leaf's differences are reported at once (asked when needed)
+        self.direct: Callable[[], bool] = lambda: False
         # both sides sum a plain range in parallel (PostgreSQL): chunks are hashed whole, pieces only
         # when they differ
         self.plain = bool(getattr(sides.source, "parallel_sum", False) and getattr(sides.target, "parallel_sum",
@@ -368,7 +369,7 @@ class TableCheck:
             found = self.found_in(group)
             with self.lock:
                 self.report.false_alarms += sum(1 for span in group if span not in found)
-                if self.direct:  # no recheck will follow: these are the differences, read once
+                if self.direct():  # no recheck will follow: these are the differences, read once
                     for span in group:
                         for difference in found.get(span, ()):
                             self.report.add(difference, self.settings.max_reported)
@@ -517,6 +518,24 @@ class _Prefetch:
         self._thread.join()
 
 
+class _Lookup:
+    """A yes/no answer computed in a thread of its own, waited for where it is needed."""
+
+    def __init__(self, compute: Callable[[], bool]) -> None:
+        self._future: Future[bool] = Future()
+
+        def run() -> None:
+            try:
+                self._future.set_result(compute())
+            except BaseException as exc:
+                self._future.set_exception(exc)
+
+        threading.Thread(target=run, daemon=True, name="reconcile-lookup").start()
+
+    def get(self) -> bool:
+        return self._future.result()
+
+
 class _Progress(threading.Thread):
     """A line every few seconds while a table is hashed: rows so far, rate, and for a one-column
     integer key how far through the key space the pass is."""
@@ -612,14 +631,10 @@ class Reconciler:
     def _check_chunks(self, pair: Pair, workers: list[_Sides], report: TableReport) -> list[Range]:
         checks = [TableCheck(pair, sides, self._config, report, self._sensor) for sides in workers]
         anchor = self._anchor()
-        direct = anchor is None or not anchor.has_stream(pair.source.table)
-        if direct:
-            report.notes.append("compared without anchoring to the change stream (no stream for this table, or"
-                                " --no-anchor): exact when neither side changed during the pass")
-            if self._repair:
-                report.notes.append("not repaired: a repair needs an anchored recheck (a common stream position)")
+        # whether the table has a stream (a Kafka round trip) is looked up while the first chunks are hashed
+        streamed = _Lookup(lambda: anchor is not None and anchor.has_stream(pair.source.table))
         for check in checks:
-            check.direct = direct
+            check.direct = lambda: not streamed.get()
         # all checks share the report's counters under one lock
         for check in checks[1:]:
             check.lock, check.pace, check.suspects = checks[0].lock, checks[0].pace, checks[0].suspects
@@ -654,6 +669,11 @@ class Reconciler:
             progress.close()
         if errors:
             raise errors[0]
+        if not streamed.get():
+            report.notes.append("compared without anchoring to the change stream (no stream for this table, or"
+                                " --no-anchor): exact when neither side changed during the pass")
+            if self._repair:
+                report.notes.append("not repaired: a repair needs an anchored recheck (a common stream position)")
         return sorted(checks[0].suspects, key=_span_order)
 
     def _confirm(self, pair: Pair, check: TableCheck, suspects: list[Range], report: TableReport) -> None:
