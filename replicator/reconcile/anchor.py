@@ -29,19 +29,19 @@ from __future__ import annotations
 import time
 import uuid
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import Consumer, TopicPartition
-
-from replicator.apply.decode import EnvelopeDecoder
 from replicator.apply.gate import RECONCILE_PREFIX, Cut, reconcile_gate, reconcile_gate_name, reconcile_gate_text
 from replicator.config import MigrationConfig
 from replicator.dialects import catalog_for, target_writer_for
 from replicator.dialects.base import SnapshotPoint, TargetWriter
 from replicator.events import ChangeEvent
-from replicator.kafka.admin import TopicAdmin, client_config
-from replicator.kafka.watermark import prove_streaming
 from replicator.model import TableId, topic_for
+
+if TYPE_CHECKING:  # Kafka's client and the decoder are loaded by the first use (an equal table needs neither)
+    from confluent_kafka import Consumer
+
+    from replicator.apply.decode import EnvelopeDecoder
 
 
 class Reached(StrEnum):
@@ -58,7 +58,7 @@ class Anchor:
         self._timeout = watermark_timeout_s
         self._writer = target_writer_for(config.target, config.state_schema)
         self._writer.ensure_state()
-        self._decoder = EnvelopeDecoder()
+        self._decoder: EnvelopeDecoder | None = None
         self._topics: set[str] | None = None
         self._reader: Consumer | None = None  # opened by the first recheck that reads the topic
 
@@ -75,6 +75,10 @@ class Anchor:
     @property
     def _consumer(self) -> Consumer:
         if self._reader is None:
+            from confluent_kafka import Consumer
+
+            from replicator.kafka.admin import client_config
+
             self._reader = Consumer({**client_config(self._config.kafka), "group.id": f"replicator-reconcile-"
                                      f"{uuid.uuid4().hex[:12]}", "enable.auto.commit": False,
                                      "auto.offset.reset": "earliest"})
@@ -87,6 +91,8 @@ class Anchor:
         """The table's topic exists (its connector captures it): rechecks can be anchored. Topics are
         listed, not asked for by name (that could create one with the broker's default layout)."""
         if self._topics is None:
+            from replicator.kafka.admin import TopicAdmin
+
             self._topics = set(TopicAdmin(self._config.kafka).partition_counts())
         return self._partition(table)[0] in self._topics
 
@@ -140,6 +146,10 @@ class Anchor:
     def _high_after_watermark(self, topic: str) -> int | None:
         """The table topic's high watermark, read after a token written on the source after the view
         was seen in Kafka; None when the token did not arrive in time."""
+        from confluent_kafka import TopicPartition
+
+        from replicator.kafka.watermark import prove_streaming
+
         config = self._config
         catalog = catalog_for(config.source)
         try:
@@ -155,6 +165,12 @@ class Anchor:
 
     def _event_at(self, topic: str, offset: int) -> Any:
         """The decoded record at an offset of a one-partition topic (None if there is none yet)."""
+        from confluent_kafka import TopicPartition
+
+        from replicator.apply.decode import EnvelopeDecoder
+
+        if self._decoder is None:
+            self._decoder = EnvelopeDecoder()
         self._consumer.assign([TopicPartition(topic, 0, offset)])
         message = self._consumer.poll(1.0)
         if message is None or message.error() is not None or message.offset() != offset:
