@@ -338,17 +338,23 @@ def snapshot(obj: _Context, tables: tuple[str, ...], restart: bool, dry_run: boo
 @click.option("--repair", is_flag=True,
               help="re-copy confirmed differing rows from the source at the position they were read, through the "
                    "applier's write path, then verify them again")
+@click.option("--changed", is_flag=True,
+              help="recheck only the key ranges the applier changed since each table's last clean pass (the "
+                   "final check at cutover); a table without a recorded clean pass is compared whole")
 @click.pass_obj
-def reconcile(obj: _Context, tables: tuple[str, ...], json_file: Path | None, no_anchor: bool, repair: bool) -> None:
+def reconcile(obj: _Context, tables: tuple[str, ...], json_file: Path | None, *, no_anchor: bool, repair: bool,
+              changed: bool) -> None:
     """Compare the rows of the source and the target (all selected tables, or TABLES as schema.table):
     chunk checksums computed in both databases, differing chunks bisected down to the rows. Exit code 0
     only when no difference is confirmed."""
     from replicator.reconcile.checker import Reconciler
     from replicator.sensor import NullSensor
 
+    if changed and no_anchor:
+        raise click.UsageError("--changed reads what the applier recorded: it cannot go with --no-anchor")
     config = obj.config()
     reconciler = Reconciler(config, NullSensor(), say=lambda line: err.print(line, markup=False, soft_wrap=True),
-                            anchored=not no_anchor, repair=repair)
+                            anchored=not no_anchor, repair=repair, changed=changed)
     report = reconciler.run(list(tables) or None)
     if json_file is not None:
         try:

@@ -56,11 +56,21 @@ from replicator.apply.consumer import ChangeConsumer, support_topics
 from replicator.apply.decode import EnvelopeDecoder
 from replicator.apply.executor import DeadLetterSink, PlannedTable, StepExecutor, plan_tables
 from replicator.apply.lag import LagTracker
+from replicator.apply.marks import marks_of
 from replicator.apply.routing import Router
 from replicator.config import Engine, MigrationConfig
-from replicator.dialects.base import DeadLetter, Gate, OffsetUpdate, Partition, StoredOffset, TargetWriter
+from replicator.dialects.base import (
+    DeadLetter,
+    Gate,
+    OffsetUpdate,
+    Partition,
+    StoredOffset,
+    TargetTable,
+    TargetWriter,
+)
 from replicator.errors import DecodeError, ReplicatorError
 from replicator.events import ChangeEvent, Heartbeat, LogicalMessage, SchemaChange, SourcePosition
+from replicator.model import TableId
 from replicator.sensor import Sensor
 
 log = logging.getLogger(__name__)
@@ -99,6 +109,8 @@ class _Batch:
     executor: StepExecutor
     messages: int
     started: float
+    marks: list[tuple[str, int, int, int]] = field(default_factory=list)  # table, generation, bucket, offset
+    evolved: frozenset[TableId] = frozenset()
 
 
 class ChangeApplier:
@@ -370,8 +382,23 @@ class ChangeApplier:
         for partition, w in work.items():
             previous = self._planned[partition]
             self._planned[partition] = StoredOffset(w.next_offset, w.position or previous.position)
+        marks, evolved = self._marks(tables)
         return _Batch(work, first, plan_tables(tables), letters, self._router.gates, executor, len(messages),
-                      started)
+                      started, marks, evolved)
+
+    def _marks(self, tables: list[tuple[TargetTable, list[ChangeEvent]]],
+               ) -> tuple[list[tuple[str, int, int, int]], frozenset[TableId]]:
+        """The buckets the batch's events touch in tables the reconciler tracks (replicator.apply.marks)."""
+        marks: list[tuple[str, int, int, int]] = []
+        evolved = frozenset(self._router.evolved)
+        for table, events in tables:
+            source = events[0].table
+            tracking = self._router.tracking(source)
+            if tracking is None:
+                continue
+            found = marks_of(tracking, table, events, everything=source in evolved)
+            marks.extend((tracking.table, tracking.generation, bucket, offset) for bucket, offset in found.items())
+        return marks, evolved
 
     def _write(self, batch: _Batch) -> None:
         """Step 5 (writer thread): one transaction, then what the commit makes true."""
@@ -391,6 +418,8 @@ class ChangeApplier:
             self._writer.rollback()
             raise FencedError
         counts = batch.executor.run(batch.tables)
+        if batch.marks:
+            self._writer.record_marks(batch.marks)
         for w in work.values():
             for change in w.schema_changes:
                 self._writer.record_schema_change(change.ref.topic, change.ref.offset, change.database, change.ddl,
@@ -413,6 +442,7 @@ class ChangeApplier:
             self._stored[partition] = StoredOffset(w.next_offset, w.position or previous.position)
             self._lag.applied(partition, w.source_ts_ms, w.events)
         self.batches_committed += 1
+        self._router.evolved.difference_update(batch.evolved)  # marked whole by this batch (if tracked)
         self._sensor.on_apply_batch(counts, batch.messages, time.monotonic() - batch.started)
 
     def _prepare(self, partition: Partition, messages: list[Message], letters: list[DeadLetter]) -> _PartitionWork:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from replicator.apply.batch import key_of
 from replicator.apply.gate import Cut, SnapshotFilter, reconcile_gate
+from replicator.apply.marks import Tracking, track_gate
 from replicator.config import MigrationConfig, SchemaEvolution
 from replicator.dialects.base import Gate, Partition, TargetTable, TargetWriter
 from replicator.events import ChangeEvent
@@ -39,6 +40,8 @@ class Router:
         self._sensor = sensor
         self._targets: dict[TableId, TargetTable | None] = {}
         self._gates: dict[str, Gate] = {}
+        self._tracks: dict[str, Tracking] = {}
+        self.evolved: set[TableId] = set()  # tables given a new column, until a batch marks them whole
         self._filters: dict[str, SnapshotFilter] = {}
         self._reconcile_held: set[str] = set()  # topics a reconcile recheck holds
         self._cuts: dict[str, Cut] = {}  # topic → the cut a reconcile recheck set
@@ -64,7 +67,12 @@ class Router:
         self._targets.clear()  # a copy may have dropped and re-added a table's primary key: describe again
         prefix = self._config.kafka.topic_prefix
         self._filters, self._cuts, self._reconcile_held, self._stopped = {}, {}, set(), set()
+        self._tracks = {}
         for name, gate in gates.items():
+            tracking = track_gate(gate.filter)
+            if tracking is not None:
+                self._tracks[tracking.table] = tracking
+                continue
             found = reconcile_gate(gate.filter)
             if found is not None:
                 schema, table, cut = found
@@ -76,6 +84,10 @@ class Router:
             elif gate.state == "filter" and gate.filter:
                 self._filters[name] = SnapshotFilter.parse(gate.filter, name)
         return True
+
+    def tracking(self, source: TableId) -> Tracking | None:
+        """The reconciler's bucket scheme of a table (replicator.apply.marks), if it tracks changes."""
+        return self._tracks.get(source.qualified)
 
     def held_partitions(self, partitions: list[Partition]) -> list[Partition]:
         prefix = self._config.kafka.topic_prefix
@@ -174,4 +186,5 @@ class Router:
             log.warning("%s: added column %s %s to the target table %s", source, column, used, table.table)
         refreshed = self._writer.describe(table.table)
         self._targets[source] = refreshed
+        self.evolved.add(source)
         return refreshed

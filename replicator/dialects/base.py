@@ -258,6 +258,24 @@ class TargetWriter(Protocol):
 
     def record_schema_change(self, topic: str, offset: int, database: str, ddl: str, source_ts_ms: int) -> None: ...
 
+    def record_marks(self, marks: list[tuple[str, int, int, int]]) -> None:
+        """In the batch transaction: (source table, generation, bucket, offset) rows of the buckets its
+        events touched, each kept at the highest offset (replicator.apply.marks)."""
+        ...
+
+    def read_marks(self, table: str) -> dict[tuple[int, int], int]:
+        """(generation, bucket) → highest offset, of one source table."""
+        ...
+
+    def save_pass(self, table: str, generation: int, text: str, keep: int | None) -> None:
+        """Record a complete reconcile pass; forget the passes and marks of the table's generations
+        below `keep` (None: keep all)."""
+        ...
+
+    def read_pass(self, table: str) -> tuple[int, str, float] | None:
+        """The latest complete pass of a table: generation, its JSON, when it was recorded (epoch s)."""
+        ...
+
     def read_gates(self, *, lock: bool = False) -> dict[str, Gate]:
         """All gates; with `lock`, inside the batch transaction, a locking read of the latest committed
         ones (FOR SHARE): a gate that changed since the batch was planned makes the batch void."""

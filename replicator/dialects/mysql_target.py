@@ -135,6 +135,12 @@ _STATE_DDL = (
     "CREATE TABLE IF NOT EXISTS {s}.snapshot_chunks (source_table VARCHAR(255) COLLATE utf8mb4_bin NOT NULL,"
     " chunk INT NOT NULL, `rows` BIGINT NOT NULL, bytes BIGINT NOT NULL, position LONGTEXT NOT NULL,"
     " copied_at {now}, PRIMARY KEY (source_table, chunk)){tail}",
+    "CREATE TABLE IF NOT EXISTS {s}.reconcile_marks (source_table VARCHAR(255) COLLATE utf8mb4_bin NOT NULL,"
+    " generation BIGINT NOT NULL, bucket INT NOT NULL, max_offset BIGINT NOT NULL,"
+    " PRIMARY KEY (source_table, generation, bucket)){tail}",
+    "CREATE TABLE IF NOT EXISTS {s}.reconcile_passes (source_table VARCHAR(255) COLLATE utf8mb4_bin NOT NULL,"
+    " generation BIGINT NOT NULL, pass LONGTEXT NOT NULL, finished_at {now},"
+    " PRIMARY KEY (source_table, generation)){tail}",
 )
 _STATE_PARTS = {"topic": "topic VARCHAR(249) CHARACTER SET ascii COLLATE ascii_bin NOT NULL",
                 "now": "DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)",
@@ -582,6 +588,36 @@ class MySQLTargetWriter:
     def record_schema_change(self, topic: str, offset: int, database: str, ddl: str, source_ts_ms: int) -> None:
         self._run(f"INSERT IGNORE INTO {self._state_table('schema_changes')} (topic, kafka_offset, database_name,"
                   " ddl, source_ts_ms) VALUES (%s, %s, %s, %s, %s)", (topic, offset, database, ddl, source_ts_ms))
+
+    def record_marks(self, marks: list[tuple[str, int, int, int]]) -> None:
+        self._run_many(f"INSERT INTO {self._state_table('reconcile_marks')} (source_table, generation, bucket,"
+                       " max_offset) VALUES (%s, %s, %s, %s) ON DUPLICATE KEY UPDATE"
+                       " max_offset = GREATEST(max_offset, VALUES(max_offset))", sorted(marks))
+
+    def read_marks(self, table: str) -> dict[tuple[int, int], int]:
+        rows = self._rows(f"SELECT generation, bucket, max_offset FROM {self._state_table('reconcile_marks')}"
+                          " WHERE source_table = %s", (table,))
+        return {(int(g), int(b)): int(o) for g, b, o in rows}
+
+    def save_pass(self, table: str, generation: int, text: str, keep: int | None) -> None:
+        self.begin()
+        try:
+            self._run(f"INSERT IGNORE INTO {self._state_table('reconcile_passes')} (source_table, generation, pass)"
+                      " VALUES (%s, %s, %s)", (table, generation, text))
+            if keep is not None:
+                for name in ("reconcile_passes", "reconcile_marks"):
+                    self._run(f"DELETE FROM {self._state_table(name)} WHERE source_table = %s AND generation < %s",
+                              (table, keep))
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+
+    def read_pass(self, table: str) -> tuple[int, str, float] | None:
+        rows = self._rows(f"SELECT generation, pass, UNIX_TIMESTAMP(finished_at) FROM"
+                          f" {self._state_table('reconcile_passes')} WHERE source_table = %s"
+                          " ORDER BY generation DESC LIMIT 1", (table,))
+        return None if not rows else (int(rows[0][0]), _text(rows[0][1]), float(rows[0][2]))
 
     def read_gates(self, *, lock: bool = False) -> dict[str, Gate]:
         rows = self._rows(f"SELECT source_table, state, filter FROM {self._state_table('table_gates')}"

@@ -87,6 +87,15 @@ def _state_ddl(schema: str) -> list[sql.Composed]:
             " copied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (source_table, chunk))"
         ).format(s),
         sql.SQL("ALTER TABLE {}.snapshot_tables ADD COLUMN IF NOT EXISTS deferred_key text").format(s),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.reconcile_marks (source_table text NOT NULL, generation bigint NOT NULL,"
+            " bucket integer NOT NULL, max_offset bigint NOT NULL, PRIMARY KEY (source_table, generation, bucket))"
+        ).format(s),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.reconcile_passes (source_table text NOT NULL, generation bigint NOT NULL,"
+            " pass text NOT NULL, finished_at timestamptz NOT NULL DEFAULT now(),"
+            " PRIMARY KEY (source_table, generation))"
+        ).format(s),
     ]
 
 
@@ -381,6 +390,38 @@ class PostgresTargetWriter:
             ).format(sql.Identifier(self._state)),
             (topic, offset, database, ddl, source_ts_ms),
         )
+
+    def record_marks(self, marks: list[tuple[str, int, int, int]]) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(sql.SQL(
+                "INSERT INTO {0}.reconcile_marks AS m (source_table, generation, bucket, max_offset)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (source_table, generation, bucket)"
+                " DO UPDATE SET max_offset = greatest(m.max_offset, EXCLUDED.max_offset)"
+            ).format(sql.Identifier(self._state)), sorted(marks))
+
+    def read_marks(self, table: str) -> dict[tuple[int, int], int]:
+        rows = self._conn.execute(sql.SQL(
+            "SELECT generation, bucket, max_offset FROM {}.reconcile_marks WHERE source_table = %s"
+        ).format(sql.Identifier(self._state)), (table,)).fetchall()
+        return {(int(g), int(b)): int(o) for g, b, o in rows}
+
+    def save_pass(self, table: str, generation: int, text: str, keep: int | None) -> None:
+        state = sql.Identifier(self._state)
+        with self._conn.transaction():
+            self._conn.execute(sql.SQL("INSERT INTO {}.reconcile_passes (source_table, generation, pass)"
+                                       " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING").format(state),
+                               (table, generation, text))
+            if keep is not None:
+                for name in ("reconcile_passes", "reconcile_marks"):
+                    self._conn.execute(sql.SQL("DELETE FROM {}.{} WHERE source_table = %s AND generation < %s")
+                                       .format(state, sql.Identifier(name)), (table, keep))
+
+    def read_pass(self, table: str) -> tuple[int, str, float] | None:
+        row = self._conn.execute(sql.SQL(
+            "SELECT generation, pass, extract(epoch FROM finished_at)::float8 FROM {}.reconcile_passes"
+            " WHERE source_table = %s ORDER BY generation DESC LIMIT 1").format(sql.Identifier(self._state)),
+            (table,)).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]), float(row[2]))
 
     def read_gates(self, *, lock: bool = False) -> dict[str, Gate]:
         query = sql.SQL("SELECT source_table, state, filter FROM {}.table_gates{}").format(

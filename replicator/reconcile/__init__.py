@@ -46,4 +46,16 @@ through steps 1-5, which then reach S at once.
 Crash: the gates are rows in our state schema; a reconciler killed between hold and release leaves
 the table's apply paused, and the next `replicator reconcile` removes reconcile gates left behind
 before it starts. Nothing else is written (repairs are one transaction each).
+
+The final check (`--changed`, replicator.reconcile.changes and replicator.apply.marks): a pass over
+a table the applier applies first installs a bucket scheme (split points of the source) as a track
+gate; from its commit on, every batch that applies an event of the table marks the event's bucket
+with the event's Kafka offset in the same transaction (a batch planned without the gate is voided
+under its offset locks, as for every gate). Before each chunk's target side is hashed the pass
+reads the table's stored next offset; a clean pass is recorded with those offsets. `--changed` then
+rechecks only the buckets marked at or after the offset read for the chunks overlapping them (plus
+the whole table after a truncate or a column added, or when no clean pass is recorded): every
+other bucket held equal rows when it was hashed and no applied event has touched it since — and
+once the source is fenced and drained, every source change has gone through the applier. A crash
+loses nothing: marks commit with the rows, a pass is recorded only complete and clean.
 """

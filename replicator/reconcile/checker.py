@@ -45,6 +45,7 @@ from replicator.dialects import hash_side_for, selected_tables
 from replicator.dialects.base import HashedTable, HashSide, KeyKind
 from replicator.errors import ReconcileError
 from replicator.model import TableId
+from replicator.reconcile.changes import Tracker, plan_for
 from replicator.reconcile.report import (
     ColumnDifference,
     Report,
@@ -567,8 +568,11 @@ class Reconciler:
     """Compares the selected tables (or the named ones), chunk by chunk, `reconcile.workers` at once."""
 
     def __init__(self, config: MigrationConfig, sensor: Sensor, say: Say, stop: threading.Event | None = None,
-                 *, anchored: bool = True, repair: bool = False, reach_timeout_s: float = 60.0) -> None:
+                 *, anchored: bool = True, repair: bool = False, reach_timeout_s: float = 60.0,
+                 changed: bool = False) -> None:
         self._config = config
+        self._changed = changed  # recheck only what changed since each table's last clean pass
+        self._state_lock = threading.Lock()  # the anchor's target connection, shared by the workers
         self._sensor = sensor
         self._say = say
         self._stop = stop or threading.Event()
@@ -614,10 +618,27 @@ class Reconciler:
                 return report
             pair = describe(self._config, workers[0].source, workers[0].target, table, report)
             if pair is not None:
-                suspects = self._check_chunks(pair, workers, report)
+                ranges: list[Range] | None = None
+                tracker: Tracker | None = None
+                anchor = self._anchor()
+                if self._changed and anchor is not None:
+                    plan = plan_for(anchor.writer, self._state_lock, table)
+                    report.notes.append(plan.note)
+                    if plan.spans is not None:
+                        ranges = [Range(s.low, s.high) for s in plan.spans]
+                elif anchor is not None:
+                    settings = self._config.reconcile
+                    tracker = Tracker.start(anchor.writer, self._state_lock, workers[0].source, pair.source,
+                                            topic_prefix=self._config.kafka.topic_prefix,
+                                            every=max(settings.leaf_rows * 4, settings.chunk_rows // 16))
+                suspects = self._check_chunks(pair, workers, report, ranges, tracker)
                 if suspects:
                     self._confirm(pair, TableCheck(pair, workers[0], self._config, report, self._sensor), suspects,
                                   report)
+                clean = report.state is TableState.REPAIRED or (report.state is TableState.EQUAL
+                                                                and not report.differences)
+                if tracker is not None and clean and not self._stop.is_set():
+                    tracker.complete()
         except ReconcileError as exc:
             report.state, report.error = TableState.ERROR, exc.line()
         report.seconds = time.monotonic() - began
@@ -628,7 +649,8 @@ class Reconciler:
         self._say(self._line(report))
         return report
 
-    def _check_chunks(self, pair: Pair, workers: list[_Sides], report: TableReport) -> list[Range]:
+    def _check_chunks(self, pair: Pair, workers: list[_Sides], report: TableReport,
+                      ranges: list[Range] | None = None, tracker: Tracker | None = None) -> list[Range]:
         checks = [TableCheck(pair, sides, self._config, report, self._sensor) for sides in workers]
         anchor = self._anchor()
         # whether the table has a stream (a Kafka round trip) is looked up while the first chunks are hashed
@@ -639,7 +661,7 @@ class Reconciler:
         for check in checks[1:]:
             check.lock, check.pace, check.suspects = checks[0].lock, checks[0].pace, checks[0].suspects
             check.density = checks[0].density
-        chunks = checks[0].chunks()
+        chunks = checks[0].chunks() if ranges is None else iter(ranges)
         feed = threading.Lock()
         errors: list[BaseException] = []
         progress = _Progress(pair.name, report, checks[0], self._say)
@@ -651,7 +673,10 @@ class Reconciler:
                 if span is None:
                     return
                 try:
+                    checked = tracker.checked() if tracker is not None else 0  # before the target hash
                     check.check(span)
+                    if tracker is not None:
+                        tracker.add(span.low, span.high, checked)
                 except BaseException as exc:
                     errors.append(exc)
                     return
