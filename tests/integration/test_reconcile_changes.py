@@ -94,3 +94,42 @@ def test_changed_rechecks_only_the_buckets_the_stream_touched(pair: Scenario, tm
     finally:
         code = proc.stop()
     assert code == 0, proc.output()
+
+
+def test_kill9_before_the_batch_commits_loses_no_mark(stack: StackInfo, tmp_path: Path) -> None:
+    """The marks commit with the rows: an applier killed before its commit leaves neither, the next one
+    writes both, and `--changed` then rechecks that bucket."""
+    from tests.integration.apply_support import wait_until
+
+    s = Scenario(stack, "pg-source", "pg-target", tmp_path)
+    s.create_namespace()
+    ns = s.namespace
+    marks = f"SELECT count(*) FROM replicator.reconcile_marks WHERE source_table = '{ns}.big'"
+    try:
+        s.source_sql(f"CREATE TABLE {ns}.big (id int PRIMARY KEY, v text)",
+                     f"INSERT INTO {ns}.big SELECT g, 'v' FROM generate_series(1, 20000) g")
+        config = s.write_config(apply={"batch_max_events": 500}, reconcile={"chunk_rows": 2000, "leaf_rows": 100})
+        run_cli("-c", str(config), "connectors", "apply")
+        proc = ApplyProcess(config, tmp_path / "apply.log").start()
+        run_cli("-c", str(config), "snapshot")
+        s.source_sql(f"UPDATE {ns}.big SET v = 'first' WHERE id = 1")
+        wait_equal(s, f"SELECT count(*) FROM {ns}.big WHERE v = 'first'", proc=proc)
+        reconcile(config, tmp_path, expect_ok=True)  # the clean pass, tracked
+        assert proc.stop() == 0
+        assert target_rows(s, marks) == [(0,)]
+
+        s.source_sql(f"UPDATE {ns}.big SET v = 'new' WHERE id = 7000")
+        proc = ApplyProcess(config, tmp_path / "apply.log", fault="apply.before-commit:kill").start()
+        wait_until(lambda: not proc.alive(), 60, "the applier to kill itself before its commit")
+        assert target_rows(s, f"SELECT v FROM {ns}.big WHERE id = 7000") == [("v",)]
+        assert target_rows(s, marks) == [(0,)]  # neither the row nor its mark
+
+        proc = ApplyProcess(config, tmp_path / "apply.log").start()
+        wait_equal(s, f"SELECT v FROM {ns}.big WHERE id = 7000", proc=proc)
+        assert target_rows(s, marks) == [(1,)]
+        target_sql(s, f"UPDATE {ns}.big SET v = 'wrong' WHERE id = 7001")  # the same bucket
+        found = reconcile(config, tmp_path, "--changed", expect_ok=False)
+        assert "1 of " in str(found["big"]["notes"]) and found["big"]["differences"] == 1, found["big"]
+        assert proc.stop() == 0, proc.output()
+    finally:
+        s.cleanup()
