@@ -158,12 +158,18 @@ class SnapshotCopier:
         try:
             writer.ensure_state()
             ledger = {t: target.ledger_table(t.qualified) for t in tables}
-            for table, entry in ledger.items():
+            for table, entry in list(ledger.items()):
+                if entry is not None and target.column_types(self._target_of(table)) is None:
+                    # the target table was dropped since: its ledger describes rows that are gone,
+                    # so it starts over (the table is created below)
+                    self._say(f"{table}: the target table {self._target_of(table)} is gone since its last copy;"
+                              " copying it from the start")
+                    ledger[table] = None
+                    continue
                 if entry is not None and entry.deferred_key is not None and entry.state != "released":
                     # an unfinished copy dropped this key: back first, so the table compares as
                     # translated (the rest of its chunks then load with it)
-                    target.restore_key(TableId(*config.tables.target_for(table.schema, table.name)),
-                                       entry.deferred_key)
+                    target.restore_key(self._target_of(table), entry.deferred_key)
             apply_schema(config.target, plan, Phase.CREATE)  # tables that are missing; existing ones compared
             jobs: list[TableJob] = []
             entries = {t: None if restart else e for t, e in ledger.items()}
@@ -207,6 +213,9 @@ class SnapshotCopier:
     def resolve(self, names: list[str] | None) -> list[TableId]:
         """The selected source tables, or the named ones (each must be selected)."""
         return selected_tables(self._config, names)
+
+    def _target_of(self, table: TableId) -> TableId:
+        return TableId(*self._config.tables.target_for(table.schema, table.name))
 
     def _partition(self, table: TableId) -> tuple[str, int]:
         return (topic_for(self._config.kafka.topic_prefix, table), 0)
