@@ -14,10 +14,15 @@ Per run, in this order (the argument for each step is in replicator/snapshot/__i
    snapshot; MySQL: one per worker; the position goes with each chunk); workers copy the unfinished
    chunks in parallel, one target transaction per chunk (load it, check rows sent = rows loaded,
    record the chunk in the ledger); a deadlock or a lost target connection copies a chunk again;
-6. per table: compare counts (rows in the target = rows in the ledger, and = rows in the source
-   snapshot when all its chunks were read in it), build the primary keys the loads went without,
-   record sequences, release the gate with the per-chunk filter (`filter`): the applier applies
-   exactly the events the copy lacks; then create secondary indexes and foreign keys.
+6. per table, as soon as its last chunk is committed and while the other tables still copy: count
+   its rows in the target and build the primary key its load went without (a connection of its
+   own), and count its rows in the source snapshot when all its chunks were read in it (the
+   coordinator's connection); once every table is copied: compare the counts (target = ledger =
+   source snapshot), record sequences, release the gate with the per-chunk filter (`filter`): the
+   applier applies exactly the events the copy lacks; then create secondary indexes and foreign
+   keys. A table's key is built only after all its rows are in, and nothing else writes it (held),
+   so building it early changes nothing but the time; a failure elsewhere leaves it built, which
+   the next run sees (adding a key back is idempotent).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -250,48 +255,45 @@ class SnapshotCopier:
         if pending:
             self._proof.wait()
             point = planner.export()
-            self._say(f"copying {len(pending)} chunk(s) of {len(jobs)} table(s) with "
-                      f"{min(self._config.snapshot.workers, len(pending))} worker(s)")
-            copy_started, rows_before = time.monotonic(), sum(j.rows for j in jobs)
-            self._run_workers(point, pending, jobs)
-            seconds = time.monotonic() - copy_started
-            rows = sum(j.rows for j in jobs) - rows_before
-            megabytes = sum(j.bytes for j in jobs) / 1e6
-            self._say(f"copied {len(pending)} chunk(s) in {seconds:.2f} s: {rows / seconds:,.0f} rows/s, "
-                      f"{megabytes / seconds:,.1f} MB/s")
         position = None if point is None else orjson.dumps(point.position).decode()
-        # Counts, both sides at once: the source's in the snapshot (when every chunk of the table was
-        # read in it); the target's, each table on a connection of its own, followed by building the
-        # primary key its load went without.
-        in_snapshot = [j for j in jobs if point is not None and all(p == position for _, p in j.done.values())]
-        targets = self._background.submit(self._settle_targets, jobs)
-        sources = {j.name: planner.count(j.source) for j in in_snapshot}
-        counted = targets.result()
+        settler = _Settler(self._settle_target, planner, self._background,
+                           min(self._config.snapshot.workers, len(jobs)), position)
+        try:
+            for job in jobs:
+                if not job.pending:  # every chunk committed by an earlier run
+                    settler.table_done(job)
+            if point is not None:
+                self._say(f"copying {len(pending)} chunk(s) of {len(jobs)} table(s) with "
+                          f"{min(self._config.snapshot.workers, len(pending))} worker(s)")
+                copy_started, rows_before = time.monotonic(), sum(j.rows for j in jobs)
+                self._run_workers(point, pending, jobs, settler)
+                seconds = time.monotonic() - copy_started
+                rows = sum(j.rows for j in jobs) - rows_before
+                megabytes = sum(j.bytes for j in jobs) / 1e6
+                self._say(f"copied {len(pending)} chunk(s) in {seconds:.2f} s: {rows / seconds:,.0f} rows/s, "
+                          f"{megabytes / seconds:,.1f} MB/s")
+            tail = time.monotonic()
+            sources, counted = settler.results()
+            keys = sum(1 for j in jobs if j.deferred_key is not None)
+            self._say(f"counted the target rows and built {keys} primary key(s) in {time.monotonic() - tail:.2f} s "
+                      "after the last chunk")
+        finally:
+            settler.close()
         planner.leave()
         return [self._finish(job, (target, writer, planner), (sources.get(job.name), counted[job.name]),
                              time.monotonic() - started) for job in jobs]
 
-    def _settle_targets(self, jobs: list[TableJob]) -> dict[str, int]:
-        """Per table, several at once (one connection each): its rows in the target, then the primary
-        key its load went without built. Rows by table name."""
-        started = time.monotonic()
-
-        def settle(job: TableJob) -> int:
-            target = snapshot_target_for(self._config.target, self._config.state_schema)
-            try:
-                rows = target.count(job.target)
-                if job.deferred_key is not None:
-                    target.restore_key(job.target, job.deferred_key)
-                return rows
-            finally:
-                target.close()
-
-        with ThreadPoolExecutor(max_workers=min(self._config.snapshot.workers, len(jobs)),
-                                thread_name_prefix="replicator-settle") as pool:
-            counts = dict(zip([j.name for j in jobs], pool.map(settle, jobs), strict=True))
-        keys = sum(1 for j in jobs if j.deferred_key is not None)
-        self._say(f"counted the target rows and built {keys} primary key(s) in {time.monotonic() - started:.2f} s")
-        return counts
+    def _settle_target(self, job: TableJob) -> int:
+        """A table whose chunks are all committed, on a connection of its own: its rows in the target,
+        then the primary key its load went without built."""
+        target = snapshot_target_for(self._config.target, self._config.state_schema)
+        try:
+            rows = target.count(job.target)
+            if job.deferred_key is not None:
+                target.restore_key(job.target, job.deferred_key)
+            return rows
+        finally:
+            target.close()
 
     def _prove_streaming(self) -> None:
         config = self._config
@@ -315,7 +317,8 @@ class SnapshotCopier:
         self._say(f"the connector streams: a watermark reached Kafka in {seconds:.1f} s")
 
     # -- workers -------------------------------------------------------------------------------
-    def _run_workers(self, point: SnapshotPoint, pending: list[tuple[TableJob, Chunk]], jobs: list[TableJob]) -> None:
+    def _run_workers(self, point: SnapshotPoint, pending: list[tuple[TableJob, Chunk]], jobs: list[TableJob],
+                     settler: _Settler) -> None:
         work: queue.Queue[tuple[TableJob, Chunk]] = queue.Queue()
         # tables taken in turns (chunk 0 of each, then chunk 1…): workers load different tables at once
         for item in sorted(pending, key=lambda jc: (jc[1].index, -jc[0].shape.estimated_rows)):
@@ -323,7 +326,7 @@ class SnapshotCopier:
         failures: list[BaseException] = []
         abort = threading.Event()
         count = min(self._config.snapshot.workers, len(pending))
-        threads = [threading.Thread(target=self._worker, args=(point, work, failures, abort),
+        threads = [threading.Thread(target=self._worker, args=(point, work, failures, abort, settler),
                                     name=f"replicator-copy-{i}", daemon=True) for i in range(count)]
         for thread in threads:
             thread.start()
@@ -342,7 +345,7 @@ class SnapshotCopier:
         reporter.report()
 
     def _worker(self, point: SnapshotPoint, work: queue.Queue[tuple[TableJob, Chunk]],
-                failures: list[BaseException], abort: threading.Event) -> None:
+                failures: list[BaseException], abort: threading.Event, settler: _Settler) -> None:
         ends: list[Any] = []  # [source, target] once open
         where = "opening the copy connections"
         try:
@@ -358,7 +361,10 @@ class SnapshotCopier:
                 rows, size = self._copy_chunk(ends, job, chunk, position, where)
                 with job.lock:
                     job.done[chunk.index] = (rows, position)
+                    complete = len(job.done) == len(job.plan.chunks)
                 self._sensor.on_snapshot_progress(job.name, rows, size)
+                if complete:  # its last chunk: the table settles while the others still copy
+                    settler.table_done(job)
         except ReplicatorError as exc:
             failures.append(exc)
             abort.set()
@@ -461,6 +467,53 @@ class _Proof(threading.Thread):
         self.join()
         if self._error is not None:
             raise self._error
+
+
+class _Settler:
+    """Settles each table as soon as its last chunk is committed, while the other tables still copy:
+    its target rows counted and its primary key built, several tables at once, each on a target
+    connection of its own; its source rows counted in the coordinator's read view (on its one
+    connection, one table at a time, on the `background` thread) when every chunk of the table was
+    read at the coordinator's position."""
+
+    def __init__(self, settle_target: Callable[[TableJob], int], planner: SnapshotSource,
+                 background: ThreadPoolExecutor, width: int, position: str | None) -> None:
+        self._settle_target = settle_target
+        self._planner = planner
+        self._background = background
+        self._pool = ThreadPoolExecutor(max_workers=max(width, 1), thread_name_prefix="replicator-settle")
+        self._position = position
+        self._lock = threading.Lock()
+        self._targets: dict[str, Future[int]] = {}
+        self._sources: dict[str, Future[int]] = {}
+
+    def table_done(self, job: TableJob) -> None:
+        with self._lock:
+            if job.name in self._targets:
+                return
+            self._targets[job.name] = self._pool.submit(self._settle_target, job)
+            if self._position is not None and all(p == self._position for _, p in job.done.values()):
+                self._sources[job.name] = self._background.submit(self._planner.count, job.source)
+
+    def results(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(source rows, target rows) by table, once every table settled; a settling error raises."""
+        with self._lock:
+            targets, sources = dict(self._targets), dict(self._sources)
+        return ({name: f.result() for name, f in sources.items()},
+                {name: f.result() for name, f in targets.items()})
+
+    def close(self) -> None:
+        """Waits for what runs (a key being built), drops what has not started."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            sources = list(self._sources.values())
+        for future in sources:  # the coordinator's connection is free again before it is left
+            future.cancel()
+            if not future.cancelled():
+                try:
+                    future.exception()
+                except BaseException as exc:  # reported by results(), or superseded by the error raised
+                    log.debug("a source count: %s", exc)
 
 
 class _Counted:
