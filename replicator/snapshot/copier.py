@@ -167,8 +167,9 @@ class SnapshotCopier:
                 if entry is not None and target.column_types(self._target_of(table)) is None:
                     # the target table was dropped since: its ledger describes rows that are gone,
                     # so it starts over (the table is created below)
-                    self._say(f"{table}: the target table {self._target_of(table)} is gone since its last copy;"
-                              " copying it from the start")
+                    if not restart:  # (--restart starts it over anyway)
+                        self._say(f"{table}: the target table {self._target_of(table)} is gone since its last"
+                                  " copy; copying it from the start")
                     ledger[table] = None
                     continue
                 if entry is not None and entry.deferred_key is not None and entry.state != "released":
