@@ -471,7 +471,8 @@ class HashSide(Protocol):
     def values(self, t: HashedTable, low: tuple[Any, ...] | None,
                high: tuple[Any, ...] | None) -> Generator[tuple[tuple[str | None, ...], Row], None, None]:
         """(canonical texts of the key — of every column without a key —, the row's values as the
-        driver reads them) of each row of the range: what a repair writes."""
+        applier's decoder yields them from the change events of that row) of each row of the range:
+        what a repair writes through the applier's writer."""
         ...
 
     def open_view(self) -> SnapshotPoint:

@@ -20,6 +20,7 @@ from replicator.config import Endpoint
 from replicator.dialects.base import HashedTable, SnapshotPoint
 from replicator.dialects.mysql import connect
 from replicator.dialects.mysql_snapshot import SPATIAL_TYPES, _ident, _key_expr, _table, range_condition
+from replicator.dialects.mysql_values import event_converter
 from replicator.errors import ReconcileError
 from replicator.events import Row
 from replicator.model import TableId
@@ -301,9 +302,14 @@ class MySQLHashSide:
         rows = self._rows(f"SELECT {', '.join(keys)}, {', '.join(_ident(n) for n in names)} FROM {_table(t.table)}"
                           f" WHERE {where}", params)
         width = len(keys)
+        converters = [(i, convert) for i, n in enumerate(names) if (convert := event_converter(t.types[n])) is not None]
         for record in rows:
+            values = list(record[width:])
+            for i, convert in converters:
+                if values[i] is not None:
+                    values[i] = convert(values[i])
             yield (tuple(None if v is None else _text(v) for v in record[:width]),
-                   dict(zip(names, record[width:], strict=True)))
+                   dict(zip(names, values, strict=True)))
 
     # -- read views ------------------------------------------------------------------------------
     def open_view(self) -> SnapshotPoint:

@@ -21,6 +21,7 @@ from replicator.config import Endpoint
 from replicator.dialects.base import HashedTable, SnapshotPoint
 from replicator.dialects.postgres import connect
 from replicator.dialects.postgres_snapshot import key_order, range_condition
+from replicator.dialects.postgres_values import event_cursor, event_expression
 from replicator.errors import ReconcileError
 from replicator.events import Row
 from replicator.model import TableId
@@ -350,10 +351,15 @@ class PostgresHashSide:
         where = range_condition(t.key, kinds, low, high) if kinds is not None else sql.SQL("true")
         names = [r.name for r in t.rules]
         query = sql.SQL("SELECT {}, {} FROM {} WHERE {}").format(
-            sql.SQL(", ").join(keys), sql.SQL(", ").join(map(sql.Identifier, names)),
+            sql.SQL(", ").join(keys), sql.SQL(", ").join(event_expression(n, t.types[n]) for n in names),
             sql.Identifier(t.table.schema, t.table.name), where)
         width = len(keys)
-        for record in self._execute(query).fetchall():
+        try:
+            with event_cursor(self._conn) as cursor:
+                records = cursor.execute(query).fetchall()
+        except psycopg.Error as exc:
+            raise ReconcileError(f"{self.role}: {str(exc).splitlines()[0]}") from None
+        for record in records:
             yield (tuple(None if v is None else str(v) for v in record[:width]),
                    dict(zip(names, record[width:], strict=True)))
 

@@ -71,6 +71,19 @@ def assert_hash_equal(report: dict[str, Any]) -> None:
         assert table["source_rows"] == table["target_rows"] > 0, table
 
 
+def assert_repairs_every_type(s: Scenario, path: Path, tmp_path: Path) -> None:
+    """Every row of the matrix deleted from the target (straight, bypassing the pipeline): `--repair`
+    writes them all back from the source's values through the applier's writer, every type of the
+    matrix converted as apply converts it, and the table then hashes equal."""
+    table = f'"{s.namespace}".types' if s.target.engine == "postgres" else f"`{s.namespace}`.types"
+    target_sql(s, f"DELETE FROM {table}")
+    found = reconcile(path, tmp_path, expect_ok=False)["tables"][0]
+    assert found["differences"] == found["source_rows"] > 0 and found["target_rows"] == 0, found
+    (repaired,) = reconcile(path, tmp_path, "--repair", expect_ok=True)["tables"]
+    assert repaired["state"] == "repaired" and repaired["repaired"] == found["source_rows"], repaired
+    assert_hash_equal(reconcile(path, tmp_path, expect_ok=True))
+
+
 # --- type matrices ----------------------------------------------------------------------------------
 
 def test_type_matrix_pg_to_pg_hashes_equal(pg_to_pg: Scenario, tmp_path: Path) -> None:
@@ -80,7 +93,9 @@ def test_type_matrix_pg_to_pg_hashes_equal(pg_to_pg: Scenario, tmp_path: Path) -
     s.source_sql(f"CREATE TYPE {ns}.mood AS ENUM ('sad', 'ok', 'happy')",
                  f"CREATE TABLE {ns}.types ({PG_ALL_TYPES.format(ns=ns)})",
                  "SET TIME ZONE 'UTC'", f"INSERT INTO {ns}.types VALUES {', '.join(PG_ALL_ROWS)}")
-    assert_hash_equal(reconcile(copy(s), tmp_path, expect_ok=True))
+    path = copy(s)
+    assert_hash_equal(reconcile(path, tmp_path, expect_ok=True))
+    assert_repairs_every_type(s, path, tmp_path)
 
 
 def test_type_matrix_mariadb_to_pg_hashes_equal(my_to_pg: Scenario, tmp_path: Path) -> None:
@@ -89,7 +104,9 @@ def test_type_matrix_mariadb_to_pg_hashes_equal(my_to_pg: Scenario, tmp_path: Pa
     s = my_to_pg
     s.source_sql("SET time_zone = '+00:00'", f"CREATE TABLE types ({MY_TYPES})",
                  f"INSERT INTO types VALUES {', '.join(MY_ROWS)}")
-    assert_hash_equal(reconcile(copy(s), tmp_path, expect_ok=True))
+    path = copy(s)
+    assert_hash_equal(reconcile(path, tmp_path, expect_ok=True))
+    assert_repairs_every_type(s, path, tmp_path)
 
 
 def test_type_matrix_pg_to_mariadb_hashes_equal(pg_to_my: Scenario, tmp_path: Path) -> None:
@@ -100,7 +117,9 @@ def test_type_matrix_pg_to_mariadb_hashes_equal(pg_to_my: Scenario, tmp_path: Pa
                  f"INSERT INTO {ns}.types VALUES {', '.join(PG_ROWS)}")
     overrides = {f"{ns}.types.{c}": t for c, t in (("iv", "varchar(64)"), ("ia", "json"), ("ta", "json"),
                                                    ("vb", "varchar(16)"))}
-    assert_hash_equal(reconcile(copy(s, snapshot={"column_types": overrides}), tmp_path, expect_ok=True))
+    path = copy(s, snapshot={"column_types": overrides})
+    assert_hash_equal(reconcile(path, tmp_path, expect_ok=True))
+    assert_repairs_every_type(s, path, tmp_path)
 
 
 def test_type_matrix_mariadb_to_mariadb_hashes_equal(my_to_my: Scenario, tmp_path: Path) -> None:
@@ -109,7 +128,9 @@ def test_type_matrix_mariadb_to_mariadb_hashes_equal(my_to_my: Scenario, tmp_pat
     s = my_to_my
     s.source_sql("SET time_zone = '+00:00'", f"CREATE TABLE types ({MY_TYPES})",
                  f"INSERT INTO types VALUES {', '.join(MY_ROWS)}")
-    assert_hash_equal(reconcile(copy(s), tmp_path, expect_ok=True))
+    path = copy(s)
+    assert_hash_equal(reconcile(path, tmp_path, expect_ok=True))
+    assert_repairs_every_type(s, path, tmp_path)
 
 
 # --- injected differences ---------------------------------------------------------------------------
