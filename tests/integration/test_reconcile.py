@@ -13,7 +13,7 @@ import pytest
 
 from replicator.stack.launcher import StackInfo
 from tests.integration.apply_support import target_sql
-from tests.integration.conftest import Scenario, run_cli
+from tests.integration.conftest import Scenario, pg_connect, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -131,6 +131,35 @@ def test_type_matrix_mariadb_to_mariadb_hashes_equal(my_to_my: Scenario, tmp_pat
     path = copy(s)
     assert_hash_equal(reconcile(path, tmp_path, expect_ok=True))
     assert_repairs_every_type(s, path, tmp_path)
+
+
+@pytest.mark.parametrize("pair", ["pg_to_pg", "my_to_pg"])
+def test_type_matrix_without_a_key_repairs_extra_and_missing_rows(pair: str, request: pytest.FixtureRequest,
+                                                                  tmp_path: Path) -> None:
+    """A table without a primary key, every type of the matrix: a duplicated row on the target is
+    deleted exactly once (matched on every column as the target reads it) and a missing one appended."""
+    from tests.integration.test_apply_engines import MY_ROWS, MY_TYPES, PG_ALL_ROWS, PG_ALL_TYPES
+
+    s: Scenario = request.getfixturevalue(pair)
+    ns = s.namespace
+    if s.source.engine == "postgres":
+        s.source_sql(f"CREATE TYPE {ns}.mood AS ENUM ('sad', 'ok', 'happy')",
+                     f"CREATE TABLE {ns}.types ({PG_ALL_TYPES.format(ns=ns).replace(' PRIMARY KEY', '')})",
+                     "SET TIME ZONE 'UTC'", f"INSERT INTO {ns}.types VALUES {', '.join(PG_ALL_ROWS)}")
+    else:
+        s.source_sql("SET time_zone = '+00:00'", f"CREATE TABLE types ({MY_TYPES.replace(' PRIMARY KEY', '')})",
+                     f"INSERT INTO types VALUES {', '.join(MY_ROWS)}")
+    path = copy(s)
+    assert_hash_equal(reconcile(path, tmp_path, expect_ok=True))
+    table = f'"{ns}".types'
+    target_sql(s, f"INSERT INTO {table} SELECT * FROM {table} WHERE id = 1", f"DELETE FROM {table} WHERE id = 2")
+    found = reconcile(path, tmp_path, expect_ok=False)["tables"][0]
+    assert sorted(r["kind"] for r in found["rows"]) == ["extra", "missing"], found["rows"]
+    (repaired,) = reconcile(path, tmp_path, "--repair", expect_ok=True)["tables"]
+    assert repaired["state"] == "repaired", repaired
+    assert_hash_equal(reconcile(path, tmp_path, expect_ok=True))
+    with pg_connect(s.target) as conn:
+        assert conn.execute(f"SELECT count(*) FROM {table} WHERE id = 1").fetchone() == (1,)
 
 
 # --- injected differences ---------------------------------------------------------------------------
