@@ -5,6 +5,9 @@ The snapshot stage writes one row per table into our `table_gates` state table:
   offset does not move) while the copy runs;
 * `filter`: the copy is done; the applier applies the table's events again, except those the copy
   already contains, as decided by `SnapshotFilter.covers` from the positions each chunk was read at;
+  a truncate is skipped when every chunk was read after it and applied when none was
+  (`covers_truncate`); a truncate between the views of a resumed copy's chunks is refused, naming
+  the table to copy again;
 * no row: the table is open, every event applies.
 
 The state lives in the target (not in the consumer), and the applier re-reads it on every
@@ -126,6 +129,15 @@ class SnapshotFilter:
             raise ReplicatorError(f"the snapshot filter of {table} in our state schema is unreadable: {exc}",
                                   hint="re-run the snapshot of that table") from None
         return cls(chunks)
+
+    def covers_truncate(self, event: ChangeEvent) -> bool | None:
+        """A truncate of the table: True when every chunk's view already saw it (the copy was read
+        after it: skipped), False when none did (it empties what the copy loaded: applied), None
+        when only some did (chunks of a resumed copy, read on both sides of it)."""
+        seen = {chunk.covers(event) for chunk in self._chunks}
+        if len(seen) > 1:
+            return None
+        return seen == {True}
 
     def covers(self, event: ChangeEvent, key: tuple[Any, ...] | None) -> bool:
         if self._lows is not None and key is not None:

@@ -141,19 +141,32 @@ class Router:
             table = self._evolve(source, table, table_events, reject)
             if table is None:
                 continue
-            kept = self._unfiltered(source, table, table_events)
+            kept = self._unfiltered(source, table, table_events, reject)
             if kept:
                 result.append((table, kept))
         return result
 
-    def _unfiltered(self, source: TableId, table: TargetTable, events: list[ChangeEvent]) -> list[ChangeEvent]:
+    def _unfiltered(self, source: TableId, table: TargetTable, events: list[ChangeEvent],
+                    reject: Reject) -> list[ChangeEvent]:
         snapshot_filter = self._filters.get(source.qualified)
         if snapshot_filter is None:
             return events
-        kept = [e for e in events if e.op == "t"
-                or not snapshot_filter.covers(e, key_of(table, e) if table.key else None)]
-        if len(kept) != len(events):
-            self._sensor.on_apply_skipped("snapshot", len(events) - len(kept))
+        kept = []
+        rejected = 0
+        for event in events:
+            if event.op != "t":
+                if not snapshot_filter.covers(event, key_of(table, event) if table.key else None):
+                    kept.append(event)
+                continue
+            truncated = snapshot_filter.covers_truncate(event)
+            if truncated is None:
+                rejected += 1
+                reject(event, f"{source.qualified} was truncated between the read views of its copy's chunks (a"
+                              f" resumed snapshot): run replicator snapshot --restart {source.qualified}")
+            elif not truncated:  # the copy was read before it: it empties what the copy loaded
+                kept.append(event)
+        if len(kept) + rejected != len(events):
+            self._sensor.on_apply_skipped("snapshot", len(events) - len(kept) - rejected)
         return kept
 
     def _evolve(self, source: TableId, table: TargetTable, events: list[ChangeEvent],

@@ -33,7 +33,10 @@ The hand-off
    them after the stored offset: those committed before the hold were applied before it or are
    after the offset; those committed after the watermark are in Kafka. So each row ends in the
    source's state, a table without a primary key gets no duplicate, and no row moves backwards
-   (an event older than the copied row is never re-applied on top of it).
+   (an event older than the copied row is never re-applied on top of it). A truncate has no key:
+   it is skipped when every chunk's view saw it and applied when none did; one that falls between
+   the views of a resumed copy's chunks would have to empty some chunks' ranges only, and is
+   refused (the error policy: halt, naming the table to copy again with `--restart`).
 
 What a crash leaves (kill -9 at any point, then `replicator snapshot` again)
 * before the plan's transaction commits: nothing of the table's copy exists; it starts over;

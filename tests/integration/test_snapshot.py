@@ -505,3 +505,56 @@ def test_a_stream_abandoned_half_way_leaves_the_snapshot_usable(pg_scenario: Sce
     finally:
         worker.close()
         coordinator.close()
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mariadb"])
+def test_a_truncate_and_refill_read_by_the_copy_is_not_replayed_over_it(engine: str, stack: Any,
+                                                                         tmp_path: Path) -> None:
+    """The source is emptied and filled again after the connector streams, then copied (`--restart`)
+    before any applier runs: the stream then holds the truncate, the new rows and, later, a marker.
+    The copy already read the truncate and the new rows: replaying the truncate would empty the
+    copy (the new rows are skipped as copied), so it is skipped too; the marker applies. A table with
+    a primary key and one without."""
+    s = Scenario(stack, "pg-source" if engine == "postgres" else "my-source", "pg-target", tmp_path)
+    s.create_namespace()
+    try:
+        ns = s.namespace
+        if engine == "postgres":
+            fill = [f"INSERT INTO {ns}.k SELECT g, 'new ' || g FROM generate_series(1, 700) g",
+                    f"INSERT INTO {ns}.n SELECT 'new ' || g FROM generate_series(1, 700) g"]
+            s.source_sql(f"CREATE TABLE {ns}.k (id int PRIMARY KEY, v text)", f"CREATE TABLE {ns}.n (v text)",
+                         f"ALTER TABLE {ns}.n REPLICA IDENTITY FULL",
+                         f"INSERT INTO {ns}.k SELECT g, 'old ' || g FROM generate_series(1, 500) g",
+                         f"INSERT INTO {ns}.n SELECT 'old ' || g FROM generate_series(1, 500) g")
+            truncate = [f"TRUNCATE {ns}.k, {ns}.n"]
+            k, n = f"{ns}.k", f"{ns}.n"
+        else:
+            fill = ["INSERT INTO k SELECT seq, CONCAT('new ', seq) FROM seq_1_to_700",
+                    "INSERT INTO n SELECT CONCAT('new ', seq) FROM seq_1_to_700"]
+            s.source_sql("CREATE TABLE k (id int PRIMARY KEY, v text)", "CREATE TABLE n (v varchar(20))",
+                         "INSERT INTO k SELECT seq, CONCAT('old ', seq) FROM seq_1_to_500",
+                         "INSERT INTO n SELECT CONCAT('old ', seq) FROM seq_1_to_500")
+            truncate = ["TRUNCATE k", "TRUNCATE n"]
+            k, n = "k", "n"
+        config = s.write_config()
+        run_cli("-c", str(config), "connectors", "apply", "--fix-replica-identity")
+        run_cli("-c", str(config), "snapshot")
+        s.source_sql(*truncate, *fill)
+        result = run_cli("-c", str(config), "snapshot", "--restart")
+        assert result.stderr.count("700 rows copied") == 2, result.stderr
+        s.source_sql(f"INSERT INTO {k} VALUES (100000, 'marker')", f"INSERT INTO {n} VALUES ('marker')")
+        proc = ApplyProcess(config, tmp_path / "apply.log").start()
+        try:
+            for table in ("k", "n"):  # the marker is after the truncate in the table's topic
+                wait_equal(s, f"SELECT count(*) FROM {k if table == 'k' else n} WHERE v = 'marker'",
+                           f'SELECT count(*) FROM "{ns}".{table} WHERE v = \'marker\'', timeout_s=90, proc=proc)
+            assert target_rows(s, f'SELECT count(*) FROM "{ns}".k WHERE v = \'marker\'') == [(1,)]
+            assert source_rows(s, f"SELECT id, v FROM {k} ORDER BY id") == \
+                target_rows(s, f'SELECT id, v FROM "{ns}".k ORDER BY id')
+            assert source_rows(s, f"SELECT v, count(*) FROM {n} GROUP BY v ORDER BY v") == \
+                target_rows(s, f'SELECT v, count(*) FROM "{ns}".n GROUP BY v ORDER BY v COLLATE "C"')
+            assert proc.stop() == 0
+        finally:
+            proc.stop()
+    finally:
+        s.cleanup()

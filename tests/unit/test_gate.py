@@ -251,3 +251,24 @@ def test_chunks_that_are_not_contiguous_are_scanned() -> None:
     assert filt._lows is None
     event = ev(SourcePosition(3, 500))
     assert filt.covers(event, (15,)) and not filt.covers(event, (25,)) and filt.covers(event, (35,))
+
+
+# -- truncates ----------------------------------------------------------------------------------------
+
+
+def test_a_truncate_every_chunk_read_after_is_skipped_one_all_read_before_applies() -> None:
+    filt = gate(my_chunk(3, 100, low=None, high=[100]), my_chunk(3, 900, low=[100], high=None))
+    assert filt.covers_truncate(ev(SourcePosition(3, 50), op="t", key={})) is True  # in the copy already
+    assert filt.covers_truncate(ev(SourcePosition(3, 950), op="t", key={})) is False  # empties the copy
+
+
+def test_a_truncate_between_the_views_of_a_resumed_copys_chunks_is_neither() -> None:
+    filt = gate(my_chunk(3, 100, low=None, high=[100]), my_chunk(3, 900, low=[100], high=None))
+    assert filt.covers_truncate(ev(SourcePosition(3, 500), op="t", key={})) is None
+
+
+def test_a_postgres_truncate_visible_in_the_snapshot_is_skipped() -> None:
+    filt = gate(pg_chunk(1000, 1005, [1002], 5000))
+    assert filt.covers_truncate(ev(SourcePosition(0, 4000), txid=999, op="t", key={})) is True
+    assert filt.covers_truncate(ev(SourcePosition(0, 4000), txid=1002, op="t", key={})) is False  # in progress
+    assert filt.covers_truncate(ev(SourcePosition(0, 5000), txid=1010, op="t", key={})) is False
