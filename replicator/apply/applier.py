@@ -84,7 +84,13 @@ _GIL_SWITCH_S = 0.0005
 
 
 class FencedError(Exception):
-    """Our stored offsets moved under us: another instance owns the partition now."""
+    """Our stored offsets moved under us (another instance owns the partition now), or a gate changed
+    since the batch was planned (`gates`: a snapshot or a reconcile pass holds, cuts or releases a
+    table, the expected case)."""
+
+    def __init__(self, *, gates: bool = False) -> None:
+        super().__init__("gates" if gates else "offsets")
+        self.gates = gates
 
 
 @dataclass
@@ -281,9 +287,13 @@ class ChangeApplier:
         self._in_flight = None
         try:
             future.result()
-        except FencedError:
+        except FencedError as fenced:
             self._sensor.on_apply_skipped("fenced", batch.messages)
-            log.warning("our stored offsets or a snapshot gate moved since the batch was planned; batch dropped")
+            if fenced.gates:
+                log.info("a snapshot or reconcile gate changed since the batch was planned; planning it again")
+            else:
+                log.warning("our stored offsets moved since the batch was planned (another instance applied"
+                            " them); batch dropped, resuming from the stored offsets")
             self._resync(reconnect=False)
             return
         except BaseException:
@@ -416,7 +426,7 @@ class ChangeApplier:
         if self._writer.read_gates(lock=True) != batch.gates:
             log.debug("fenced: a snapshot gate changed since the batch was planned")
             self._writer.rollback()
-            raise FencedError
+            raise FencedError(gates=True)
         counts = batch.executor.run(batch.tables)
         if batch.marks:
             self._writer.record_marks(batch.marks)

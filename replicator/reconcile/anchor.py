@@ -13,9 +13,11 @@ For one table T (argument in replicator/reconcile/__init__.py):
      before it (the topic is in commit order and a visible transaction committed below that
      position); or
    * nothing of T after S has reached Kafka yet: a watermark token written on the source after S
-     is seen in its topic, then T's high watermark H is read, and N >= H. The connector emits
-     changes in commit order through one producer, so T's events committed before the token are
-     in T's topic below H by then; all are visible in S (none beyond S was applied: the cut).
+     is seen in its topic, then T's high watermark H is read, N >= H, and T's topic read from N
+     holds no change event up to its end (a broker may report a stale H: read, not only compared).
+     The connector emits changes in commit order through one producer, so T's events committed
+     before the token are in T's topic by then; all are visible in S (none beyond S was applied:
+     the cut), and the applier applied every one of them.
    A stop at an event that is not visible in S but lies below S's position (PostgreSQL: a
    transaction whose commit record was written but which was still in progress when S was taken;
    a visible one may follow it) proves nothing: `Reached.INEXACT`, the caller takes a new view.
@@ -81,7 +83,7 @@ class Anchor:
 
             self._reader = Consumer({**client_config(self._config.kafka), "group.id": f"replicator-reconcile-"
                                      f"{uuid.uuid4().hex[:12]}", "enable.auto.commit": False,
-                                     "auto.offset.reset": "earliest"})
+                                     "auto.offset.reset": "earliest", "enable.partition.eof": True})
         return self._reader
 
     def _partition(self, table: TableId) -> tuple[str, int]:
@@ -134,11 +136,15 @@ class Anchor:
         while True:
             stored = self._writer.read_offsets([partition])[partition]
             applied = stored.next_offset or 0
-            if high is not None and applied >= high:
-                return Reached.EXACT
-            event = self._event_at(partition[0], applied)
+            # the first change event at or after the applier's next offset (tombstones skipped), or
+            # _END when the topic ends there; None when it could not be read in time
+            event = self._next_change(partition[0], applied)
             if isinstance(event, ChangeEvent) and not cut.applies(event):
                 return Reached.EXACT if cut.beyond(event) else Reached.INEXACT
+            if event is _END and high is not None and applied >= high:
+                # Read to the end, not only compared with the high watermark: a broker may report a
+                # stale one (Tansu reported one below offsets the applier had already applied).
+                return Reached.EXACT
             if time.monotonic() >= deadline:
                 return Reached.TIMEOUT
             time.sleep(0.1)
@@ -163,17 +169,34 @@ class Anchor:
         _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10, cached=False)
         return int(high)
 
-    def _event_at(self, topic: str, offset: int) -> Any:
-        """The decoded record at an offset of a one-partition topic (None if there is none yet)."""
-        from confluent_kafka import TopicPartition
+    def _next_change(self, topic: str, offset: int) -> Any:
+        """The first decoded change event at or after an offset of a one-partition topic, `_END` when
+        the topic has none there (read to its end), None when the read did not finish in time."""
+        from confluent_kafka import KafkaError, TopicPartition
 
         from replicator.apply.decode import EnvelopeDecoder
 
         if self._decoder is None:
             self._decoder = EnvelopeDecoder()
         self._consumer.assign([TopicPartition(topic, 0, offset)])
-        message = self._consumer.poll(1.0)
-        if message is None or message.error() is not None or message.offset() != offset:
-            return None
-        return self._decoder.decode(topic, 0, offset, message.key(), message.value(),
-                                    message.headers(), message.timestamp()[1])  # type: ignore[arg-type]
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            message = self._consumer.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return _END
+                return None
+            at = message.offset()
+            if at is None:
+                return None
+            event = self._decoder.decode(topic, 0, at, message.key(), message.value(),
+                                         message.headers(), message.timestamp()[1])  # type: ignore[arg-type]
+            if isinstance(event, ChangeEvent):
+                return event
+        return None
+
+
+_END = object()  # no record at or after an offset (the end of the topic)
