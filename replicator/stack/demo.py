@@ -1,16 +1,19 @@
-"""`replicator stack demo` (what `make demo` runs): the pipeline so far, live, on the local stack.
+"""`replicator stack demo` (what `make demo` runs): a whole live migration, on the local stack.
 
-Brings the stack up (or reuses it), creates a few demo tables on the PostgreSQL and MariaDB sources
-and on the PostgreSQL target, registers both Debezium connectors with the example configs, starts
-the change appliers (PostgreSQL → PostgreSQL and MariaDB → PostgreSQL), then writes to both sources
-for a few seconds while printing every change event as it arrives from Kafka, and ends by comparing
-every demo table on the target with its source. It grows into a whole migration as snapshot and
-reconcile land.
+Brings the stack up (or reuses it), creates demo tables on the PostgreSQL and MariaDB sources and
+fills them with rows that exist before any connector (so only the snapshot can bring them over),
+and registers both Debezium connectors with the example configs. Then, while a writer keeps
+inserting, updating and deleting on both sources, the snapshot copier creates the target tables
+(schema translation), copies the existing rows and hands each table to its change stream; the
+change appliers (PostgreSQL → PostgreSQL and MariaDB → PostgreSQL) start and apply what the copies
+lack, while the change events are printed as they arrive from Kafka. Finally the writes stop and
+the reconciler compares every demo table, source against target, with row hashes computed in the
+databases: the demo fails unless every table is equal. Each run starts the demo tables over
+(`snapshot --restart`; the target tables are dropped first and created again by translation).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 import threading
 import time
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import psycopg
 import pymysql
+from psycopg import sql
 
 from connectors import manager
 from replicator.config import MigrationConfig, load_config
@@ -33,79 +37,124 @@ PG_TABLES = {
                       "email text, balance_cents bigint NOT NULL DEFAULT 0, updated_at timestamptz DEFAULT now())",
     "demo_audit_log": "CREATE TABLE IF NOT EXISTS public.demo_audit_log (at timestamptz DEFAULT now(), message text)",
 }
-TARGET_TABLES = [
-    "CREATE TABLE IF NOT EXISTS public.demo_customers (id int PRIMARY KEY, name text NOT NULL, email text, "
-    "balance_cents bigint NOT NULL DEFAULT 0, updated_at timestamptz)",
-    "CREATE TABLE IF NOT EXISTS public.demo_audit_log (at timestamptz, message text)",
-    "CREATE SCHEMA IF NOT EXISTS app",
-    "CREATE TABLE IF NOT EXISTS app.demo_orders (id int PRIMARY KEY, customer varchar(40), qty int NOT NULL, "
-    "price_cents int, placed_at timestamp(6))",
-]
-COMPARED = {  # the same rows, read from the source and from the target
-    "public.demo_customers": ("pg-source", "SELECT id, name, email, balance_cents, updated_at FROM "
-                              "public.demo_customers ORDER BY id", "SELECT id, name, email, balance_cents, "
-                              "updated_at FROM public.demo_customers ORDER BY id"),
-    "public.demo_audit_log": ("pg-source", "SELECT at, message, count(*) FROM public.demo_audit_log GROUP BY 1, 2 "
-                              "ORDER BY 1, 2", "SELECT at, message, count(*) FROM public.demo_audit_log GROUP BY 1, 2 "
-                              "ORDER BY 1, 2"),
-    "app.demo_orders": ("my-source", "SELECT id, customer, qty, price_cents, placed_at FROM demo_orders ORDER BY id",
-                        "SELECT id, customer, qty, price_cents, placed_at FROM app.demo_orders ORDER BY id"),
-}
 MY_TABLES = {
     "demo_orders": "CREATE TABLE IF NOT EXISTS demo_orders (id int AUTO_INCREMENT PRIMARY KEY, customer varchar(40), "
                    "qty int NOT NULL, price_cents int, placed_at datetime(6) DEFAULT CURRENT_TIMESTAMP(6))",
 }
+# the rows that exist before the connectors: only the snapshot copies them
+PG_SEED = [
+    "INSERT INTO public.demo_customers (name, email, balance_cents, updated_at) SELECT 'customer ' || g,"
+    " 'c' || g || '@example.org', g * 7 % 100000, now() - g * interval '1 minute' FROM generate_series(1, 5000) g",
+    "INSERT INTO public.demo_audit_log (at, message) SELECT now() - g * interval '1 hour', 'seeded ' || g"
+    " FROM generate_series(1, 200) g",
+]
+MY_SEED = ("INSERT INTO demo_orders (customer, qty, price_cents, placed_at) SELECT CONCAT('customer ', seq),"
+           " 1 + seq % 9, seq * 13 % 100000, NOW(6) - INTERVAL seq SECOND FROM seq_1_to_3000")
+DEMO_TABLES = {"pg-to-pg": [f"public.{t}" for t in PG_TABLES], "mariadb-to-pg": [f"app.{t}" for t in MY_TABLES]}
+TARGET_TABLES = ["public.demo_customers", "public.demo_audit_log", "app.demo_orders"]
+_SHOWN = 60  # change events printed at most
 
 
 def run_demo(run_dir: str | None, seconds: float, say: Callable[[str], None]) -> Counter[str]:
     local = LocalStack(None if run_dir is None else Path(run_dir))
-    say("1/4 starting the local stack (reused when it runs already)...")
+    say("1/5 starting the local stack (reused when it runs already)...")
     info = local.up()
     say(f"    ready: broker {info.bootstrap_servers}, Kafka Connect {info.connect_url}")
-    say("2/4 creating demo tables on both sources")
+    say("2/5 creating the demo tables on both sources, with rows that exist before any connector")
     _create_tables(info)
-    pg_config = load_config(info.run_dir / "configs" / "pg-to-pg.yaml", {})
-    my_config = load_config(info.run_dir / "configs" / "mariadb-to-pg.yaml", {})
-    say("3/4 registering the Debezium connectors and starting the change appliers")
-    for config in (pg_config, my_config):
+    seeded = _seed_sources(info)
+    say(f"    {seeded['public.demo_customers']:,} customers and {seeded['public.demo_audit_log']:,} audit rows"
+        f" on PostgreSQL, {seeded['app.demo_orders']:,} orders on MariaDB")
+    configs = {name: load_config(info.run_dir / "configs" / f"{name}.yaml", {}) for name in DEMO_TABLES}
+    say("3/5 registering the Debezium connectors")
+    for config in configs.values():
         # demo_audit_log has no primary key: PostgreSQL needs REPLICA IDENTITY FULL before publishing it.
         manager.apply(config, fix_replica_identity=True, progress=lambda line: say(f"    {line}"))
-    # Earlier runs left rows behind; truncating them on the sources clears the target too, through
-    # the change stream itself (the snapshot stage will seed targets from existing rows).
+    pg_config, my_config = configs["pg-to-pg"], configs["mariadb-to-pg"]
     topics = {topic_for(pg_config.kafka.topic_prefix, TableId("public", t)): "postgres" for t in PG_TABLES}
     topics |= {topic_for(my_config.kafka.topic_prefix, TableId("app", t)): "mariadb" for t in MY_TABLES}
     tail = EventTail(pg_config.kafka, sorted(topics), from_beginning=False)
     list(tail.events(idle_timeout_s=1.0, limit=1))  # settle the assignment at the log end
-    _truncate_until_seen(info, tail, set(topics))
-    appliers = [_start_applier(config) for config in (pg_config, my_config)]
-    say(f"4/4 writing to both sources for {seconds:.0f} s; change events as they arrive from Kafka:")
+    appliers: list[tuple[threading.Event, threading.Thread, list[BaseException]]] = []
     stop = threading.Event()
     failures: list[str] = []
-    writer = threading.Thread(target=_write_load, args=(info, stop, seconds, failures), daemon=True)
-    writer.start()
-    seen: Counter[str] = Counter()
+    deadline = [float("inf")]  # when the writer stops: set once the snapshots are done
+    writer = threading.Thread(target=_write_load, args=(info, stop, deadline, failures), daemon=True)
     try:
-        for event in tail.events(idle_timeout_s=6.0):
-            if event.value is None:
-                continue  # tombstone after a delete
-            source = topics.get(event.topic, "?")
-            seen[f"{source} {event.op}"] += 1
-            say(_describe(source, event))
-            if not writer.is_alive() and stop.is_set():
-                break
+        say("4/5 writing to both sources the whole time; meanwhile the snapshot copies the existing rows:")
+        writer.start()
+        for name, config in configs.items():
+            _snapshot(config, DEMO_TABLES[name], say)
+        # the appliers start once the target tables exist (the snapshot creates them): they apply
+        # what the copies lack, from the events Kafka kept meanwhile
+        appliers.extend(_start_applier(config) for config in configs.values())
+        say(f"    change appliers started; writing for {seconds:.0f} s more; change events as they arrive"
+            " from Kafka:")
+        deadline[0] = time.monotonic() + seconds
+        seen = _show_events(tail, topics, deadline[0], stop, say)
+        stop.set()
+        writer.join(30)
+        if failures:
+            raise ReplicatorError(f"the demo's writer failed: {failures[0]}")
+        say("5/5 writes stopped; reconciling every demo table (row hashes in both databases, anchored to the"
+            " stream):")
+        for name, config in configs.items():
+            _reconcile(config, DEMO_TABLES[name], appliers, say)
     finally:
         stop.set()
         tail.close()
-    if failures:
         for halt, thread, _ in appliers:
             halt.set()
             thread.join(30)
-        raise ReplicatorError(f"the demo's writer failed: {failures[0]}")
-    _compare(info, appliers, say)
     if not any(k.startswith("postgres") for k in seen) or not any(k.startswith("mariadb") for k in seen):
         raise ReplicatorError(f"the demo saw events from only one source: {dict(seen)}",
                               hint="see `replicator stack status` and the Connect log under the run directory")
     return seen
+
+
+def _show_events(tail: EventTail, topics: dict[str, str], until: float, stop: threading.Event,
+                 say: Callable[[str], None]) -> Counter[str]:
+    """The first change events as they arrive, until the writer is done; counts by source and op."""
+    seen: Counter[str] = Counter()
+    for event in tail.events(idle_timeout_s=6.0):
+        if event.value is None:
+            continue  # tombstone after a delete
+        source = topics.get(event.topic, "?")
+        seen[f"{source} {event.op}"] += 1
+        if sum(seen.values()) <= _SHOWN:
+            say(_describe(source, event))
+        if time.monotonic() > until or stop.is_set():
+            break
+    return seen
+
+
+def _snapshot(config: MigrationConfig, tables: list[str], say: Callable[[str], None]) -> None:
+    from replicator.sensor import NullSensor
+    from replicator.snapshot.copier import SnapshotCopier
+
+    SnapshotCopier(config, NullSensor(), say=lambda line: say(f"    [snapshot] {line}")).run(tables, restart=True)
+
+
+def _reconcile(config: MigrationConfig, tables: list[str],
+               appliers: list[tuple[threading.Event, threading.Thread, list[BaseException]]],
+               say: Callable[[str], None]) -> None:
+    from replicator.reconcile.checker import Reconciler
+    from replicator.reconcile.report import TableState
+    from replicator.sensor import NullSensor
+
+    errors = [e for _, _, errs in appliers for e in errs]
+    if errors:
+        raise errors[0]
+    report = Reconciler(config, NullSensor(), say=lambda line: None).run(tables)
+    for table in report.tables:
+        verdict = "target equals source" if table.state is TableState.EQUAL else \
+            f"{table.state.value}: {table.differences} difference(s) {table.notes}"
+        say(f"    {table.table:24} {table.source_rows:7,} rows, {table.chunks} chunk(s) hashed   {verdict}")
+        for difference in table.rows[:5]:
+            say(f"      {difference.line()}")
+    if not report.ok:
+        raise ReplicatorError("the reconciler found differences between a demo table and its source",
+                              hint="run `replicator -c <config> reconcile` for the rows that differ")
 
 
 def _describe(source: str, event: RawEvent) -> str:
@@ -119,8 +168,9 @@ def _create_tables(info: StackInfo) -> None:
     target = info.database("pg-target")
     with psycopg.connect(host=target.host, port=target.port, user=target.user, password=target.password,
                          dbname=target.database, autocommit=True) as conn:
-        for ddl in TARGET_TABLES:
-            conn.execute(ddl)
+        for table in TARGET_TABLES:  # the snapshot creates them again, by schema translation
+            schema, name = table.split(".")
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, name)))
     pg = info.database("pg-source")
     with psycopg.connect(host=pg.host, port=pg.port, user=pg.user, password=pg.password, dbname=pg.database,
                          autocommit=True) as conn:
@@ -137,15 +187,43 @@ def _create_tables(info: StackInfo) -> None:
         conn2.close()
 
 
-def _write_load(info: StackInfo, stop: threading.Event, seconds: float, failures: list[str]) -> None:
+def _seed_sources(info: StackInfo) -> dict[str, int]:
+    """The demo tables emptied and filled again on the sources; their row counts."""
+    counts: dict[str, int] = {}
+    pg = info.database("pg-source")
+    with psycopg.connect(host=pg.host, port=pg.port, user=pg.user, password=pg.password, dbname=pg.database,
+                         autocommit=True) as conn:
+        conn.execute("TRUNCATE public.demo_customers, public.demo_audit_log RESTART IDENTITY")
+        for statement in PG_SEED:
+            conn.execute(statement)
+        for table in PG_TABLES:
+            row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("public", table))).fetchone()
+            counts[f"public.{table}"] = int(row[0]) if row else 0
+    my = info.database("my-source")
+    conn2 = pymysql.connect(host=my.host, port=my.port, user=my.user, password=my.password, database=my.database,
+                            autocommit=True)
     try:
-        _write_until(info, stop, seconds)
+        with conn2.cursor() as cur:
+            cur.execute("TRUNCATE demo_orders")
+            cur.execute(MY_SEED)
+            cur.execute("SELECT count(*) FROM demo_orders")
+            row2 = cur.fetchone()
+            counts["app.demo_orders"] = int(row2[0]) if row2 else 0
+    finally:
+        conn2.close()
+    return counts
+
+
+def _write_load(info: StackInfo, stop: threading.Event, deadline: list[float], failures: list[str]) -> None:
+    try:
+        _write_until(info, stop, deadline)
     except (psycopg.Error, pymysql.MySQLError) as exc:
         failures.append(" ".join(str(exc).split()))
         stop.set()
 
 
-def _write_until(info: StackInfo, stop: threading.Event, seconds: float) -> None:
+def _write_until(info: StackInfo, stop: threading.Event, deadline: list[float]) -> None:
+    """Writes to both sources until `stop`, or the time in `deadline[0]` (moved while it runs)."""
     rng = random.Random()  # noqa: S311 - demo data, not security
     pg, my = info.database("pg-source"), info.database("my-source")
     pg_conn = psycopg.connect(host=pg.host, port=pg.port, user=pg.user, password=pg.password,
@@ -153,9 +231,8 @@ def _write_until(info: StackInfo, stop: threading.Event, seconds: float) -> None
     my_conn = pymysql.connect(host=my.host, port=my.port, user=my.user, password=my.password,
                               database=my.database, autocommit=True)
     names = ["ada", "grace", "edsger", "barbara", "ken", "frances"]
-    deadline = time.monotonic() + seconds
     try:
-        while time.monotonic() < deadline and not stop.is_set():
+        while time.monotonic() < deadline[0] and not stop.is_set():
             choice = rng.random()
             if choice < 0.5:
                 pg_conn.execute("INSERT INTO public.demo_customers (name, email, balance_cents) VALUES (%s, %s, %s)",
@@ -180,33 +257,6 @@ def _write_until(info: StackInfo, stop: threading.Event, seconds: float) -> None
         my_conn.close()
 
 
-def _truncate_until_seen(info: StackInfo, tail: EventTail, topics: set[str]) -> None:
-    """Truncate the demo tables until the truncates show up in Kafka: a connector that was just
-    registered may not stream yet, and a truncate it misses would leave old rows on the target."""
-    for _ in range(10):
-        _truncate_sources(info)
-        seen = {e.topic for e in tail.events(idle_timeout_s=3.0) if e.op == "t"}
-        if seen >= topics:
-            return
-    raise ReplicatorError("the demo connectors did not stream the demo tables' truncates within 30 s",
-                          hint="see `replicator stack status` and the Connect log under the run directory")
-
-
-def _truncate_sources(info: StackInfo) -> None:
-    pg = info.database("pg-source")
-    with psycopg.connect(host=pg.host, port=pg.port, user=pg.user, password=pg.password, dbname=pg.database,
-                         autocommit=True) as conn:
-        conn.execute("TRUNCATE public.demo_customers, public.demo_audit_log")
-    my = info.database("my-source")
-    conn2 = pymysql.connect(host=my.host, port=my.port, user=my.user, password=my.password, database=my.database,
-                            autocommit=True)
-    try:
-        with conn2.cursor() as cur:
-            cur.execute("TRUNCATE demo_orders")
-    finally:
-        conn2.close()
-
-
 def _start_applier(config: MigrationConfig) -> tuple[threading.Event, threading.Thread, list[BaseException]]:
     from replicator.apply.applier import ChangeApplier
     from replicator.dialects import target_writer_for
@@ -226,51 +276,3 @@ def _start_applier(config: MigrationConfig) -> tuple[threading.Event, threading.
     thread = threading.Thread(target=run, name=f"apply-{config.kafka.topic_prefix}", daemon=True)
     thread.start()
     return halt, thread, errors
-
-
-def _rows(info: StackInfo, name: str, query: str) -> list[tuple[object, ...]]:
-    db = info.database(name)
-    if db.engine == "postgres":
-        with psycopg.connect(host=db.host, port=db.port, user=db.user, password=db.password, dbname=db.database,
-                             autocommit=True) as conn:
-            return [tuple(r) for r in conn.execute(query).fetchall()]
-    conn2 = pymysql.connect(host=db.host, port=db.port, user=db.user, password=db.password, database=db.database)
-    try:
-        with conn2.cursor() as cur:
-            cur.execute("SET time_zone = '+00:00'")
-            cur.execute(query)
-            return [tuple(r) for r in cur.fetchall()]
-    finally:
-        conn2.close()
-
-
-def _same(left: list[tuple[object, ...]], right: list[tuple[object, ...]]) -> bool:
-    def norm(value: object) -> object:
-        if isinstance(value, dt.datetime) and value.tzinfo is not None:
-            return value.astimezone(dt.UTC).replace(tzinfo=None)
-        return value
-
-    return [tuple(map(norm, r)) for r in left] == [tuple(map(norm, r)) for r in right]
-
-
-def _compare(info: StackInfo, appliers: list[tuple[threading.Event, threading.Thread, list[BaseException]]],
-             say: Callable[[str], None]) -> None:
-    say("    waiting for the appliers to catch up, then comparing every demo table (source vs target):")
-    deadline = time.monotonic() + 60
-    try:
-        for table, (source, source_query, target_query) in COMPARED.items():
-            while True:
-                errors = [e for _, _, errs in appliers for e in errs]
-                if errors:
-                    raise errors[0]
-                source_rows = _rows(info, source, source_query)
-                if _same(source_rows, _rows(info, "pg-target", target_query)):
-                    say(f"    {table:24} {len(source_rows):5} rows   target equals source")
-                    break
-                if time.monotonic() > deadline:
-                    raise ReplicatorError(f"the demo target table {table} did not catch up with its source in 60 s")
-                time.sleep(0.5)
-    finally:
-        for halt, thread, _ in appliers:
-            halt.set()
-            thread.join(30)
