@@ -24,7 +24,9 @@ Anchored recheck (replicator/reconcile/anchor.py) of a table's suspects, exact u
    beyond S's stream position (every event before it was visible in S and is applied; every event
    visible in S lies before it, the topic being in commit order), or when nothing of the table after
    S is in Kafka: a watermark row written on the source after S is seen in its topic, then the table
-   topic's high watermark H is read and the applier's next offset is at H. "Applied through S" for
+   topic's high watermark H is read, the applier's next offset is at H, and the topic read from
+   that offset holds no change event up to its end (read, because a broker may report a stale H:
+   the local stack's did, below offsets already applied). "Applied through S" for
    a table whose topic saw no event after S thus rests on the watermark row: the connector writes
    changes in commit order through one producer, so the table's events committed before the
    watermark are in its topic by the time the watermark is. A stop at an event that is invisible in
