@@ -415,3 +415,37 @@ def test_kill9_during_a_recheck_then_run_again(pg_to_pg: Scenario, tmp_path: Pat
     finally:
         code = proc.stop()
     assert code == 0, proc.output()
+
+
+# --- the reached proof does not trust the broker's high watermark ------------------------------------
+
+def test_a_stale_high_watermark_does_not_prove_the_view_reached(pg_to_pg: Scenario, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broker may report a high watermark below records it holds (the local stack's did). With no
+    applier running and events of the table in Kafka after its stored offset, the target has not
+    reached the view, whatever the high watermark says: `reach` must not answer EXACT."""
+    from replicator.config import load_config
+    from replicator.dialects import hash_side_for
+    from replicator.model import TableId
+    from replicator.reconcile.anchor import Anchor, Reached
+
+    s, ns = pg_to_pg, pg_to_pg.namespace
+    s.source_sql(f"CREATE TABLE {ns}.t (id int PRIMARY KEY, v text)",
+                 f"INSERT INTO {ns}.t SELECT g, 'v' FROM generate_series(1, 100) g")
+    path = copy(s)  # released; no applier runs in this test
+    s.source_sql(f"INSERT INTO {ns}.t SELECT g, 'later' FROM generate_series(101, 110) g")
+    config = load_config(path, {})
+    table = TableId(ns, "t")
+    anchor = Anchor(config, watermark_timeout_s=30)
+    monkeypatch.setattr(anchor, "_high_after_watermark", lambda topic: 0)  # a broker's stale report
+    source = hash_side_for(config.source, "source")
+    try:
+        anchor.hold(table)
+        view = source.open_view()
+        anchor.cut(table, view)
+        assert anchor.reach(table, view, timeout_s=5) is Reached.TIMEOUT
+    finally:
+        source.close_view()
+        anchor.release(table)
+        source.close()
+        anchor.close()
