@@ -236,6 +236,11 @@ class SnapshotSettings(_Section):
     max_mb_per_s: float | None = Field(
         default=None, gt=0, description="throttle: at most this many MB/s read from the source (default: no limit)"
     )
+    index_memory_mb: int = Field(
+        default=256, ge=1, le=2_000_000,
+        description="PostgreSQL targets: maintenance_work_mem (MB) of each primary key built after the load "
+                    "(one build per worker may run at once; the server's default, 64 MB, sorts 2M keys on disk)",
+    )
     foreign_keys: ForeignKeyTiming = Field(
         default=ForeignKeyTiming.AFTER_LOAD,
         description="when target foreign keys are created: after-load (once the snapshot is loaded) or cutover",

@@ -390,8 +390,8 @@ class SnapshotTarget(Protocol):
         back is returned (and kept in the ledger); else None."""
         ...
 
-    def restore_key(self, table: TableId, statement: str) -> None:
-        """Add back a primary key `start_table` dropped (idempotent)."""
+    def restore_key(self, table: TableId, statement: str, memory_mb: int) -> None:
+        """Add back a primary key `start_table` dropped (idempotent), sorting in up to `memory_mb`."""
         ...
 
     def finish_table(self, source_table: str, state: str, source_rows: int | None, target_rows: int | None,

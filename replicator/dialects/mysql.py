@@ -5,9 +5,12 @@ Identifiers are quoted with `quote_identifier` (backticks doubled); values alway
 
 from __future__ import annotations
 
+import ssl
+import threading
 from typing import Any
 
 import pymysql
+import pymysql.connections
 
 from replicator.config import Endpoint
 from replicator.errors import ServiceUnreachableError, SourceError
@@ -17,6 +20,31 @@ ER_ACCESS_DENIED = 1045
 ER_BAD_DB = 1049
 CR_CONN_HOST_ERROR = 2003
 CR_UNKNOWN_HOST = 2005
+
+
+class _Connection(pymysql.connections.Connection):  # type: ignore[misc]  # pymysql is untyped
+    """pymysql's connection, with the TLS context of its "preferred" mode (no TLS option given: TLS
+    when the server offers it, without verification) built once per process instead of per
+    connection: building it loads the system's CA store (40 ms of CPU here), which made every
+    connection 48 ms instead of 1 ms. The context is the one pymysql builds, shared: it is not
+    changed after it is built, and an `ssl.SSLContext` may serve many connections and threads."""
+
+    _preferred: ssl.SSLContext | None = None
+    _lock = threading.Lock()
+
+    def _create_ssl_ctx(self, sslp: Any) -> ssl.SSLContext:
+        if sslp:  # explicit options: built as pymysql builds them
+            context: ssl.SSLContext = super()._create_ssl_ctx(sslp)
+            return context
+        with _Connection._lock:
+            if _Connection._preferred is None:
+                _Connection._preferred = super()._create_ssl_ctx(sslp)
+            return _Connection._preferred
+
+
+def open_connection(**options: Any) -> Any:  # pymysql is untyped: a Connection
+    """pymysql.connect(**options), without rebuilding a TLS context per connection (see _Connection)."""
+    return _Connection(**options)
 
 
 def quote_identifier(name: str) -> str:
@@ -35,7 +63,7 @@ def connect(endpoint: Endpoint, role: str, *, client_flag: int = 0,
     """An autocommit utf8mb4 connection; `client_flag` adds protocol flags (e.g. CLIENT.FOUND_ROWS);
     `local_infile` lets LOAD DATA LOCAL send our staging files (the server must be trusted)."""
     try:
-        return pymysql.connect(
+        return open_connection(
             host=endpoint.host,
             port=endpoint.port,
             user=endpoint.user,

@@ -120,12 +120,18 @@ class PostgresSnapshotTarget:
         except psycopg.errors.FeatureNotSupported:
             self._conn.execute(sql.SQL("DELETE FROM {}").format(table))
 
-    def restore_key(self, table: TableId, statement: str) -> None:
+    def restore_key(self, table: TableId, statement: str, memory_mb: int) -> None:
         target = sql.Identifier(table.schema, table.name)
-        present = self._conn.execute("SELECT 1 FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
-                                     (target.as_string(self._conn),)).fetchone()
-        if present is None:
-            self._conn.execute(statement)  # statistics: autovacuum analyses the freshly loaded table
+        with self._conn.transaction():
+            present = self._conn.execute(
+                "SELECT 1 FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
+                (target.as_string(self._conn),)).fetchone()
+            if present is None:
+                # the sort of all the keys in memory: with the server's default (64 MB) 2M bigint keys
+                # spill to disk (0.75 s here, 0.52 s at 256 MB); for this transaction only
+                self._conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(
+                    sql.Literal(f"{memory_mb}MB")))
+                self._conn.execute(statement)  # statistics: autovacuum analyses the freshly loaded table
 
     def finish_table(self, source_table: str, state: str, source_rows: int | None, target_rows: int | None,
                      sequences: str | None) -> None:

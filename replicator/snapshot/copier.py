@@ -175,7 +175,7 @@ class SnapshotCopier:
                 if entry is not None and entry.deferred_key is not None and entry.state != "released":
                     # an unfinished copy dropped this key: back first, so the table compares as
                     # translated (the rest of its chunks then load with it)
-                    target.restore_key(self._target_of(table), entry.deferred_key)
+                    target.restore_key(self._target_of(table), entry.deferred_key, config.snapshot.index_memory_mb)
             apply_schema(config.target, plan, Phase.CREATE)  # tables that are missing; existing ones compared
             jobs: list[TableJob] = []
             entries = {t: None if restart else e for t, e in ledger.items()}
@@ -257,8 +257,8 @@ class SnapshotCopier:
             self._proof.wait()
             point = planner.export()
         position = None if point is None else orjson.dumps(point.position).decode()
-        settler = _Settler(self._settle_target, planner, self._background,
-                           min(self._config.snapshot.workers, len(jobs)), position)
+        settler = _Settler(self._count_target, self._build_key, planner, self._background,
+                           width=min(self._config.snapshot.workers, len(jobs)), position=position)
         try:
             for job in jobs:
                 if not job.pending:  # every chunk committed by an earlier run
@@ -284,15 +284,22 @@ class SnapshotCopier:
         return [self._finish(job, (target, writer, planner), (sources.get(job.name), counted[job.name]),
                              time.monotonic() - started) for job in jobs]
 
-    def _settle_target(self, job: TableJob) -> int:
-        """A table whose chunks are all committed, on a connection of its own: its rows in the target,
-        then the primary key its load went without built."""
+    def _count_target(self, job: TableJob) -> int:
+        """The rows of a table whose chunks are all committed, on a connection of its own."""
         target = snapshot_target_for(self._config.target, self._config.state_schema)
         try:
-            rows = target.count(job.target)
-            if job.deferred_key is not None:
-                target.restore_key(job.target, job.deferred_key)
-            return rows
+            return target.count(job.target)
+        finally:
+            target.close()
+
+    def _build_key(self, job: TableJob) -> None:
+        """The primary key the table's load went without, built on a connection of its own (beside the
+        count: both only read the rows, which nothing else writes while the table is held)."""
+        if job.deferred_key is None:
+            return
+        target = snapshot_target_for(self._config.target, self._config.state_schema)
+        try:
+            target.restore_key(job.target, job.deferred_key, self._config.snapshot.index_memory_mb)
         finally:
             target.close()
 
@@ -472,34 +479,39 @@ class _Proof(threading.Thread):
 
 class _Settler:
     """Settles each table as soon as its last chunk is committed, while the other tables still copy:
-    its target rows counted and its primary key built, several tables at once, each on a target
-    connection of its own; its source rows counted in the coordinator's read view (on its one
+    its target rows counted and its primary key built at once, each on a target connection of its
+    own, several tables at once; its source rows counted in the coordinator's read view (on its one
     connection, one table at a time, on the `background` thread) when every chunk of the table was
     read at the coordinator's position."""
 
-    def __init__(self, settle_target: Callable[[TableJob], int], planner: SnapshotSource,
-                 background: ThreadPoolExecutor, width: int, position: str | None) -> None:
-        self._settle_target = settle_target
+    def __init__(self, count_target: Callable[[TableJob], int], build_key: Callable[[TableJob], None],
+                 planner: SnapshotSource, background: ThreadPoolExecutor, *, width: int, position: str | None) -> None:
+        self._count_target = count_target
+        self._build_key = build_key
         self._planner = planner
         self._background = background
-        self._pool = ThreadPoolExecutor(max_workers=max(width, 1), thread_name_prefix="replicator-settle")
+        self._pool = ThreadPoolExecutor(max_workers=2 * max(width, 1), thread_name_prefix="replicator-settle")
         self._position = position
         self._lock = threading.Lock()
         self._targets: dict[str, Future[int]] = {}
+        self._keys: dict[str, Future[None]] = {}
         self._sources: dict[str, Future[int]] = {}
 
     def table_done(self, job: TableJob) -> None:
         with self._lock:
             if job.name in self._targets:
                 return
-            self._targets[job.name] = self._pool.submit(self._settle_target, job)
+            self._keys[job.name] = self._pool.submit(self._build_key, job)
+            self._targets[job.name] = self._pool.submit(self._count_target, job)
             if self._position is not None and all(p == self._position for _, p in job.done.values()):
                 self._sources[job.name] = self._background.submit(self._planner.count, job.source)
 
     def results(self) -> tuple[dict[str, int], dict[str, int]]:
         """(source rows, target rows) by table, once every table settled; a settling error raises."""
         with self._lock:
-            targets, sources = dict(self._targets), dict(self._sources)
+            targets, keys, sources = dict(self._targets), dict(self._keys), dict(self._sources)
+        for future in keys.values():
+            future.result()
         return ({name: f.result() for name, f in sources.items()},
                 {name: f.result() for name, f in targets.items()})
 

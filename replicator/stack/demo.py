@@ -27,6 +27,7 @@ from psycopg import sql
 
 from connectors import manager
 from replicator.config import MigrationConfig, load_config
+from replicator.dialects.mysql import open_connection
 from replicator.errors import ReplicatorError
 from replicator.kafka.tail import EventTail, RawEvent
 from replicator.model import TableId, topic_for
@@ -177,7 +178,7 @@ def _create_tables(info: StackInfo) -> None:
         for ddl in PG_TABLES.values():
             conn.execute(ddl)
     my = info.database("my-source")
-    conn2 = pymysql.connect(host=my.host, port=my.port, user=my.user, password=my.password, database=my.database,
+    conn2 = open_connection(host=my.host, port=my.port, user=my.user, password=my.password, database=my.database,
                             autocommit=True)
     try:
         with conn2.cursor() as cur:
@@ -200,7 +201,7 @@ def _seed_sources(info: StackInfo) -> dict[str, int]:
             row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("public", table))).fetchone()
             counts[f"public.{table}"] = int(row[0]) if row else 0
     my = info.database("my-source")
-    conn2 = pymysql.connect(host=my.host, port=my.port, user=my.user, password=my.password, database=my.database,
+    conn2 = open_connection(host=my.host, port=my.port, user=my.user, password=my.password, database=my.database,
                             autocommit=True)
     try:
         with conn2.cursor() as cur:
@@ -228,7 +229,7 @@ def _write_until(info: StackInfo, stop: threading.Event, deadline: list[float]) 
     pg, my = info.database("pg-source"), info.database("my-source")
     pg_conn = psycopg.connect(host=pg.host, port=pg.port, user=pg.user, password=pg.password,
                               dbname=pg.database, autocommit=True)
-    my_conn = pymysql.connect(host=my.host, port=my.port, user=my.user, password=my.password,
+    my_conn = open_connection(host=my.host, port=my.port, user=my.user, password=my.password,
                               database=my.database, autocommit=True)
     names = ["ada", "grace", "edsger", "barbara", "ken", "frances"]
     try:

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pymysql
 import pytest
 import yaml
 
+from replicator.dialects.mysql import open_connection
 from replicator.stack.launcher import Database, LocalStack, StackInfo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ def pg_connect(db: Database, dbname: str | None = None) -> psycopg.Connection[An
 
 
 def my_connect(db: Database, database: str | None = None) -> Any:
-    return pymysql.connect(host=db.host, port=db.port, user=db.user, password=db.password,
+    return open_connection(host=db.host, port=db.port, user=db.user, password=db.password,
                            database=database or db.database, autocommit=True)
 
 

@@ -56,7 +56,6 @@ from urllib.parse import quote
 
 import orjson
 import psycopg
-import pymysql
 import yaml
 from bench_snapshot import MY_WIDE, PG_FOR_MY_WIDE, WIDE
 from bench_support import rss_kb, say, stack_info
@@ -65,6 +64,7 @@ from psycopg import sql
 from replicator.canonical import Checksum
 from replicator.config import MigrationConfig, parse_config
 from replicator.dialects import hash_side_for
+from replicator.dialects.mysql import open_connection
 from replicator.model import TableId
 from replicator.reconcile.checker import describe
 from replicator.reconcile.report import TableReport
@@ -99,7 +99,7 @@ def pg(db: Database) -> psycopg.Connection[Any]:
 
 
 def my(db: Database, database: str | None = None) -> Any:
-    return pymysql.connect(host=db.host, port=db.port, user=db.user, password=db.password,
+    return open_connection(host=db.host, port=db.port, user=db.user, password=db.password,
                            database=database or db.database, autocommit=True)
 
 

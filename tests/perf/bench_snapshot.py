@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pymysql
 import yaml
 from bench_support import rss_kb, say, stack_info
 
+from replicator.dialects.mysql import open_connection
 from replicator.stack.launcher import Database, StackInfo
 
 SCHEMA = "snapbench"
@@ -59,7 +59,7 @@ def pg(db: Database) -> psycopg.Connection[Any]:
 
 
 def my(db: Database) -> Any:
-    return pymysql.connect(host=db.host, port=db.port, user=db.user, password=db.password, database=db.database,
+    return open_connection(host=db.host, port=db.port, user=db.user, password=db.password, database=db.database,
                            autocommit=True)
 
 

@@ -153,8 +153,9 @@ class MariaDBBench:
         import pymysql
 
         self._pymysql = pymysql
+        from replicator.dialects.mysql import open_connection
         self.db = db
-        self.conn = pymysql.connect(host=db.host, port=db.port, user=db.user, password=db.password,
+        self.conn = open_connection(host=db.host, port=db.port, user=db.user, password=db.password,
                                     database=db.database, autocommit=True, local_infile=True, charset="utf8mb4")
         self.run("SET SESSION time_zone = '+00:00'")
         self._dir = Path(tempfile.mkdtemp(prefix="bench-apply-"))
