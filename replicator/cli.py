@@ -266,7 +266,7 @@ def schema(obj: _Context, dry_run: bool, phase: str) -> None:
 
     refuse_blocking(plan)
     for chosen in phases:
-        apply_schema(config.target, plan, chosen, progress=report)
+        apply_schema(config.target, plan, chosen, progress=report, index_memory_mb=config.snapshot.index_memory_mb)
     out.print(f"schema: {len(plan.tables)} table(s) translated ({', '.join(p.value for p in phases)})")
 
 

@@ -238,8 +238,9 @@ class SnapshotSettings(_Section):
     )
     index_memory_mb: int = Field(
         default=256, ge=1, le=2_000_000,
-        description="PostgreSQL targets: maintenance_work_mem (MB) of each primary key built after the load "
-                    "(one build per worker may run at once; the server's default, 64 MB, sorts 2M keys on disk)",
+        description="PostgreSQL targets: maintenance_work_mem (MB) of each primary key and index built after "
+                    "the load (one build per worker may run at once; the server's default, 64 MB, sorts 2M keys "
+                    "on disk)",
     )
     foreign_keys: ForeignKeyTiming = Field(
         default=ForeignKeyTiming.AFTER_LOAD,

@@ -154,12 +154,13 @@ def schema_ddl_for(source: Engine, target: Engine) -> SchemaDDL:
     return MySQLDDL(same_engine=source is target)
 
 
-def schema_target_for(endpoint: Endpoint) -> SchemaTarget:
-    """Runs translated DDL on the target (one connection)."""
+def schema_target_for(endpoint: Endpoint, index_memory_mb: int | None = None) -> SchemaTarget:
+    """Runs translated DDL on the target (one connection); PostgreSQL builds indexes sorting in up to
+    `index_memory_mb` (maintenance_work_mem; the server's default when None)."""
     if endpoint.engine is Engine.POSTGRES:
         from replicator.dialects.postgres_schema import PostgresSchemaTarget
 
-        return PostgresSchemaTarget(endpoint)
+        return PostgresSchemaTarget(endpoint, index_memory_mb)
     from replicator.dialects.mysql_schema import MySQLSchemaTarget
 
     return MySQLSchemaTarget(endpoint)

@@ -191,8 +191,10 @@ def _unquote(part: str) -> str:
 class PostgresSchemaTarget:
     """Runs translated DDL on a PostgreSQL target (autocommit, one statement at a time)."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, index_memory_mb: int | None = None) -> None:
         self._conn = connect(endpoint, "target")
+        if index_memory_mb is not None:  # the sort of an index build in memory (snapshot.index_memory_mb)
+            self._conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(f"{index_memory_mb}MB")))
 
     def close(self) -> None:
         self._conn.close()

@@ -10,9 +10,10 @@ Per table (the argument for each step is in replicator/reconcile/__init__.py):
    is one chunk. Rows that exist only on the target are inside a chunk too;
 3. hash each chunk on both sides at once (count and sum of 64-bit row hashes, one query a side). A
    bounded integer range is hashed as pieces of about leaf_rows/16 rows by one grouped query a side
-   (it costs what a plain sum costs), so a differing chunk already says which pieces differ; not
-   when both sides are PostgreSQL, whose plain sum runs in parallel workers and a grouped one does
-   not: there a differing chunk is hashed again in pieces;
+   on MySQL/MariaDB while the chunks differ (it costs 1.2x a plain sum there), so a differing chunk
+   already says which pieces differ; otherwise, and always on PostgreSQL (its plain sum runs in
+   parallel workers, a grouped one does not: twice the CPU), a side sums the chunk whole and hashes it
+   again in pieces only when the totals differ;
 4. bisect a chunk or piece whose checksums differ: an integer range into pieces by one grouped query,
    another key at split points of the side with more rows; go on with those that differ until a
    piece has at most `leaf_rows` rows (or cannot be cut);
@@ -196,6 +197,10 @@ class TableCheck:
         # when they differ
         self.plain = bool(getattr(sides.source, "parallel_sum", False) and getattr(sides.target, "parallel_sum",
                                                                                      False))
+        # the last integer chunk differed: a side whose grouped sum costs little more than its plain one
+        # (MySQL/MariaDB: 1.2x) hashes the next chunk by pieces at once (differences come in runs: a
+        # second query a chunk would cost more); after a clean chunk, whole again
+        self.differing = False
         self.span: tuple[int, int] | None = None  # a one-column integer key's min and max (for progress)
         self.reached: int | None = None  # where the integer ranges handed out so far end
 
@@ -266,9 +271,9 @@ class TableCheck:
         return max(1, int(_piece_rows(self.settings.leaf_rows) / max(per_key, 1e-9)), -(-size // _MAX_PIECES))
 
     def check(self, span: Range) -> None:
-        """Hash one chunk on both sides (a bounded integer range as pieces of `_piece_rows` rows, one
-        grouped query a side, unless both sides sum a plain range in parallel); compare the pieces that
-        differ, or bisect the chunk."""
+        """Hash one chunk on both sides (a bounded integer range: whole, or as pieces of `_piece_rows`
+        rows by one grouped query on a MySQL side while chunks differ; the pieces of a differing range
+        are then asked of a side that summed it whole); compare the pieces that differ, or bisect."""
         began = time.monotonic()
         width = self._piece_width(span)
         pieces: tuple[dict[int, Checksum], dict[int, Checksum]] | None = None
@@ -277,12 +282,22 @@ class TableCheck:
         else:
             assert span.low is not None and span.high is not None
             low, high = int(span.low[0]), int(span.high[0])
-            pieces = self.sides.both(lambda s: s.buckets(self.pair.source, low, high, width),
-                                     lambda t: t.buckets(self.pair.target, low, high, width))
-            source, target = Checksum.add(pieces[0].values()), Checksum.add(pieces[1].values())
+            with self.lock:
+                grouped = self.differing
+            (source, by_piece), (target, their_pieces) = self.sides.both(
+                lambda s: _piece_sums(s, self.pair.source, low, high, width, grouped=grouped),
+                lambda t: _piece_sums(t, self.pair.target, low, high, width, grouped=grouped))
+            if source != target:  # which pieces differ: asked of a side that summed the range whole
+                if by_piece is None:
+                    by_piece = self.sides.source.buckets(self.pair.source, low, high, width)
+                if their_pieces is None:
+                    their_pieces = self.sides.target.buckets(self.pair.target, low, high, width)
+                pieces = (by_piece, their_pieces)
         seconds = time.monotonic() - began
         rows = max(source.rows, target.rows)
         with self.lock:
+            if width is not None:
+                self.differing = source != target
             if self.pair.source.range_kinds == ("int",) and span.low is not None and span.high is not None:
                 keys = max(1, span.high[0] - span.low[0])
                 self.pace.append(keys / max(seconds, 1e-3))
@@ -293,12 +308,12 @@ class TableCheck:
             self.report.target_rows += target.rows
             self.report.hashed_rows += rows
         self.sensor.on_reconcile_chunk(self.pair.name, rows)
-        if pieces is None:
+        if width is None:
             if source != target:
                 with self.lock:
                     self.report.mismatched_chunks += 1
                 self.bisect(span, source, target)
-        elif pieces[0] != pieces[1]:
+        elif pieces is not None and pieces[0] != pieces[1]:
             with self.lock:
                 self.report.mismatched_chunks += 1
             assert width is not None and span.low is not None and span.high is not None
@@ -437,6 +452,18 @@ def _take(rows: Iterator[tuple[tuple[str | None, ...], dict[str, Any]]],
             left[key] -= 1
             taken.append(row)
     return taken
+
+
+def _piece_sums(side: HashSide, table: HashedTable, low: int, high: int, width: int, *,
+                grouped: bool) -> tuple[Checksum, dict[int, Checksum] | None]:
+    """[low, high) hashed by one side: whole (its pieces are asked for only if the range differs), or,
+    when `grouped` and the side's grouped query costs about what its plain one does (MySQL/MariaDB),
+    by pieces of `width` key values in one grouped query. PostgreSQL always sums whole: its plain
+    sum runs in parallel workers and a grouped one would not."""
+    if not grouped or getattr(side, "parallel_sum", False):
+        return side.checksum(table, (low,), (high,)), None
+    pieces = side.buckets(table, low, high, width)
+    return Checksum.add(pieces.values()), pieces
 
 
 def _piece_rows(leaf_rows: int) -> int:

@@ -118,12 +118,13 @@ def refuse_blocking(plan: SchemaPlan) -> None:
 
 
 def apply_schema(endpoint: Endpoint, plan: SchemaPlan, phase: Phase,
-                 progress: Callable[[AppliedStatement], None] | None = None) -> list[AppliedStatement]:
+                 progress: Callable[[AppliedStatement], None] | None = None, *,
+                 index_memory_mb: int | None = None) -> list[AppliedStatement]:
     """Run the plan's statements of `phase` on the target, idempotently: an object that exists is
     left alone; an existing table is compared and a difference the rows cannot bear is a TargetError."""
     refuse_blocking(plan)
     tables = {p.target: p for p in plan.tables}
-    target = schema_target_for(endpoint)
+    target = schema_target_for(endpoint, index_memory_mb)
     done: list[AppliedStatement] = []
     try:
         for statement in unique_statements(plan, phase):

@@ -212,7 +212,9 @@ class SnapshotCopier:
             phases.append(Phase.FOREIGN_KEYS)
         created = 0
         for phase in phases:
-            created += sum(1 for a in apply_schema(self._config.target, plan, phase) if a.created)
+            created += sum(1 for a in apply_schema(self._config.target, plan, phase,
+                                                   index_memory_mb=self._config.snapshot.index_memory_mb)
+                           if a.created)
         if created:
             self._say(f"created {created} index(es) and foreign key(s) after the load")
 
