@@ -10,10 +10,10 @@ Per table (the argument for each step is in replicator/reconcile/__init__.py):
    is one chunk. Rows that exist only on the target are inside a chunk too;
 3. hash each chunk on both sides at once (count and sum of 64-bit row hashes, one query a side). A
    bounded integer range is hashed as pieces of about leaf_rows/16 rows by one grouped query a side
-   on MySQL/MariaDB while the chunks differ (it costs 1.2x a plain sum there), so a differing chunk
-   already says which pieces differ; otherwise, and always on PostgreSQL (its plain sum runs in
-   parallel workers, a grouped one does not: twice the CPU), a side sums the chunk whole and hashes it
-   again in pieces only when the totals differ;
+   while the chunks differ, so a differing chunk already says which pieces differ; after a clean chunk
+   the sides sum the next one whole (a grouped sum costs 1.2x a plain one on MySQL/MariaDB, and 2x on
+   PostgreSQL, whose plain sum runs in parallel workers and grouped one does not) and hash it again
+   in pieces only when the totals differ;
 4. bisect a chunk or piece whose checksums differ: an integer range into pieces by one grouped query,
    another key at split points of the side with more rows; go on with those that differ until a
    piece has at most `leaf_rows` rows (or cannot be cut);
@@ -197,9 +197,10 @@ class TableCheck:
         # when they differ
         self.plain = bool(getattr(sides.source, "parallel_sum", False) and getattr(sides.target, "parallel_sum",
                                                                                      False))
-        # the last integer chunk differed: a side whose grouped sum costs little more than its plain one
-        # (MySQL/MariaDB: 1.2x) hashes the next chunk by pieces at once (differences come in runs: a
-        # second query a chunk would cost more); after a clean chunk, whole again
+        # the last integer chunk differed: the next one is hashed by pieces at once (differences come in
+        # runs, and a second, grouped query per chunk would cost more); after a clean chunk, whole again
+        # (a plain sum costs less: 1/1.2 on MySQL/MariaDB, and PostgreSQL runs it in parallel workers,
+        # half the CPU of its grouped one)
         self.differing = False
         self.span: tuple[int, int] | None = None  # a one-column integer key's min and max (for progress)
         self.reached: int | None = None  # where the integer ranges handed out so far end
@@ -272,8 +273,8 @@ class TableCheck:
 
     def check(self, span: Range) -> None:
         """Hash one chunk on both sides (a bounded integer range: whole, or as pieces of `_piece_rows`
-        rows by one grouped query on a MySQL side while chunks differ; the pieces of a differing range
-        are then asked of a side that summed it whole); compare the pieces that differ, or bisect."""
+        rows by one grouped query a side while chunks differ; the pieces of a range summed whole are
+        asked for when it differs); compare the pieces that differ, or bisect."""
         began = time.monotonic()
         width = self._piece_width(span)
         pieces: tuple[dict[int, Checksum], dict[int, Checksum]] | None = None
@@ -287,11 +288,11 @@ class TableCheck:
             (source, by_piece), (target, their_pieces) = self.sides.both(
                 lambda s: _piece_sums(s, self.pair.source, low, high, width, grouped=grouped),
                 lambda t: _piece_sums(t, self.pair.target, low, high, width, grouped=grouped))
-            if source != target:  # which pieces differ: asked of a side that summed the range whole
-                if by_piece is None:
-                    by_piece = self.sides.source.buckets(self.pair.source, low, high, width)
-                if their_pieces is None:
-                    their_pieces = self.sides.target.buckets(self.pair.target, low, high, width)
+            if source != target:  # which pieces differ, asked of both sides if they summed it whole
+                if by_piece is None or their_pieces is None:
+                    by_piece, their_pieces = self.sides.both(
+                        lambda s: s.buckets(self.pair.source, low, high, width),
+                        lambda t: t.buckets(self.pair.target, low, high, width))
                 pieces = (by_piece, their_pieces)
         seconds = time.monotonic() - began
         rows = max(source.rows, target.rows)
@@ -457,10 +458,8 @@ def _take(rows: Iterator[tuple[tuple[str | None, ...], dict[str, Any]]],
 def _piece_sums(side: HashSide, table: HashedTable, low: int, high: int, width: int, *,
                 grouped: bool) -> tuple[Checksum, dict[int, Checksum] | None]:
     """[low, high) hashed by one side: whole (its pieces are asked for only if the range differs), or,
-    when `grouped` and the side's grouped query costs about what its plain one does (MySQL/MariaDB),
-    by pieces of `width` key values in one grouped query. PostgreSQL always sums whole: its plain
-    sum runs in parallel workers and a grouped one would not."""
-    if not grouped or getattr(side, "parallel_sum", False):
+    when `grouped`, by pieces of `width` key values in one grouped query."""
+    if not grouped:
         return side.checksum(table, (low,), (high,)), None
     pieces = side.buckets(table, low, high, width)
     return Checksum.add(pieces.values()), pieces
