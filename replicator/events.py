@@ -64,6 +64,17 @@ class Geometry:
     y: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class KeyRanges:
+    """Key ranges [low, high) of a table (a None bound: unbounded), the key compared column by column
+    as `kinds` says (int, or text by its bytes): the part of a table that a truncate empties when only
+    that part of the target predates it (replicator.apply.gate, a resumed snapshot's chunks)."""
+
+    key: tuple[str, ...]
+    kinds: tuple[str, ...]
+    spans: tuple[tuple[tuple[Any, ...] | None, tuple[Any, ...] | None], ...]
+
+
 @dataclass(slots=True)
 class ChangeEvent:
     """A row change: ops c (insert), r (snapshot read), u (update), d (delete), t (truncate)."""
@@ -87,6 +98,8 @@ class ChangeEvent:
     columns: tuple[str, ...] = ()
     # Per column: (Connect type, logical name or None, parameters) for schema evolution.
     column_types: dict[str, ColumnType] = field(default_factory=dict)
+    # A truncate that empties only these key ranges (set by the snapshot filter; None: the whole table).
+    ranges: KeyRanges | None = None
 
 
 @dataclass(frozen=True, slots=True)

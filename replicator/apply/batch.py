@@ -18,7 +18,9 @@ every event one at a time in that order. The argument, per step kind:
 * `KeyChange` (a primary-key update: `d` with a `__debezium.newkey` header, then `c` with
   `__debezium.oldkey`) is its own step, one `UPDATE … SET key = new … WHERE key = old` that keeps the
   columns the `c` does not carry (TOAST placeholders). It closes the current run: a run never spans it.
-* `Truncate` empties the table; the run before it is dropped (its rows are deleted anyway).
+* `Truncate` empties the table; the run before it is dropped (its rows are deleted anyway). A
+  truncate of key ranges only (`ChangeEvent.ranges`: the snapshot hand-off's chunks read before it)
+  deletes the rows in those ranges; the run before it is written first, since rows outside them stay.
 * `ExactChange`: tables without a primary key are applied event by event, matching the full old row
   and touching exactly one row, since two identical rows are indistinguishable by anything else.
 
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from replicator.dialects.base import TargetTable
-from replicator.events import ChangeEvent, Row
+from replicator.events import ChangeEvent, KeyRanges, Row
 
 Key = tuple[Any, ...]
 
@@ -56,6 +58,7 @@ class KeyChange:
 @dataclass
 class Truncate:
     events: list[ChangeEvent] = field(default_factory=list)
+    ranges: KeyRanges | None = None  # None: the whole table
 
 
 @dataclass
@@ -184,8 +187,11 @@ def plan(table: TargetTable, events: list[ChangeEvent]) -> list[Step]:
     while i < len(events):
         event = events[i]
         if event.op == "t":
-            run = _Run(table)  # everything before is deleted by the truncate anyway
-            steps.append(Truncate(events=[event]))
+            if event.ranges is None:
+                run = _Run(table)  # everything before is deleted by the truncate anyway
+            else:
+                close_run()  # rows outside its ranges keep what the run wrote
+            steps.append(Truncate(events=[event], ranges=event.ranges))
         elif event.op == "d" and event.new_key is not None and _pair_at(events, i) is not None:
             create = events[i + 1]
             close_run()
@@ -215,7 +221,7 @@ def _plan_exact(table: TargetTable, events: list[ChangeEvent]) -> list[Step]:
     steps: list[Step] = []
     for event in events:
         if event.op == "t":
-            steps.append(Truncate(events=[event]))
+            steps.append(Truncate(events=[event], ranges=event.ranges))
             continue
         before = restrict(table, event.before) if event.before is not None else None
         after = restrict(table, event.after) if event.after is not None else None

@@ -125,7 +125,10 @@ class StepExecutor:
                                      "unchanged-TOAST placeholders; the full row is not in the event")
                 writer.upsert(table, step.columns, [step.values])
         elif isinstance(step, Truncate):
-            writer.delete_all(table)
+            if step.ranges is None:
+                writer.delete_all(table)
+            else:
+                writer.delete_ranges(table, step.ranges)
         elif isinstance(step, ExactChange):
             self._execute_exact(table, step)
 

@@ -6,8 +6,11 @@ The snapshot stage writes one row per table into our `table_gates` state table:
 * `filter`: the copy is done; the applier applies the table's events again, except those the copy
   already contains, as decided by `SnapshotFilter.covers` from the positions each chunk was read at;
   a truncate is skipped when every chunk was read after it and applied when none was
-  (`covers_truncate`); a truncate between the views of a resumed copy's chunks is refused, naming
-  the table to copy again;
+  (`covers_truncate`); one between the views of a resumed copy's chunks empties the key ranges of
+  the chunks read before it, and only those (`truncate_ranges`): the other chunks' rows were read
+  after it, and its own events before them are skipped as in their copy. (A filter written before
+  the key was recorded in it cannot say which rows those are: such a truncate is refused, naming
+  the table to copy again);
 * no row: the table is open, every event applies.
 
 The state lives in the target (not in the consumer), and the applier re-reads it on every
@@ -18,7 +21,8 @@ Filter JSON (written by the snapshot stage, one entry per chunk; a table without
 one chunk with no bounds):
     {"chunks": [{"low": [..] | null, "high": [..] | null,            # key range [low, high)
                  "postgres": {"xmin": int, "xmax": int, "xip": [int], "lsn": int}}
-                | {..., "mysql": {"file": int, "pos": int}}]}
+                | {..., "mysql": {"file": int, "pos": int}}],
+     "key": [column, ...], "kinds": ["int" | "text", ...]}          # when the table has chunk ranges
 Reconcile cuts (replicator.reconcile.anchor) are rows of the same table under their own name
 (`reconcile:<schema>.<table>`), recognised by their JSON, {"reconcile": [schema, table], "cut": P}:
 * state `hold`: the table's partition is paused, as for a snapshot hold;
@@ -43,7 +47,7 @@ from typing import Any
 import orjson
 
 from replicator.errors import ReplicatorError
-from replicator.events import ChangeEvent
+from replicator.events import ChangeEvent, KeyRanges
 
 _XID_SPAN = 1 << 32
 
@@ -101,8 +105,11 @@ class _Chunk:
 class SnapshotFilter:
     """Decides, per event of a released table, whether the snapshot copy already holds it."""
 
-    def __init__(self, chunks: list[_Chunk]) -> None:
+    def __init__(self, chunks: list[_Chunk], key: tuple[str, ...] | None = None,
+                 kinds: tuple[str, ...] | None = None) -> None:
         self._chunks = chunks
+        self._key = key
+        self._kinds = kinds
         # The snapshot writes chunks in key order, each starting where the previous one ends: then the
         # chunk of a key is found by bisection over the lower bounds (a table may have thousands).
         contiguous = bool(chunks) and chunks[0].low is None and chunks[-1].high is None and all(
@@ -114,6 +121,15 @@ class SnapshotFilter:
     def parse(cls, text: str, table: str) -> SnapshotFilter:
         try:
             raw = orjson.loads(text)
+            key = raw.get("key")
+            kinds = raw.get("kinds")
+            if key is not None and kinds is not None:
+                if len(key) != len(kinds) or not all(isinstance(c, str) for c in key) \
+                        or not set(kinds) <= {"int", "text"}:
+                    raise ValueError(f"key {key!r} with kinds {kinds!r}")
+                key, kinds = tuple(key), tuple(kinds)
+            else:
+                key = kinds = None
             chunks = []
             for item in raw["chunks"]:
                 pg = item.get("postgres")
@@ -128,7 +144,7 @@ class SnapshotFilter:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ReplicatorError(f"the snapshot filter of {table} in our state schema is unreadable: {exc}",
                                   hint="re-run the snapshot of that table") from None
-        return cls(chunks)
+        return cls(chunks, key, kinds)
 
     def covers_truncate(self, event: ChangeEvent) -> bool | None:
         """A truncate of the table: True when every chunk's view already saw it (the copy was read
@@ -138,6 +154,15 @@ class SnapshotFilter:
         if len(seen) > 1:
             return None
         return seen == {True}
+
+    def truncate_ranges(self, event: ChangeEvent) -> KeyRanges | None:
+        """For a truncate that only some chunks' views saw: the key ranges of the chunks that did not
+        (their rows in the target were read before it, so it empties them; the others were read after
+        it). None when the filter does not record the key (written by an older version)."""
+        if self._key is None or self._kinds is None:
+            return None
+        return KeyRanges(self._key, self._kinds,
+                         tuple((c.low, c.high) for c in self._chunks if not c.covers(event)))
 
     def covers(self, event: ChangeEvent, key: tuple[Any, ...] | None) -> bool:
         if self._lows is not None and key is not None:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -159,10 +160,14 @@ class Router:
                     kept.append(event)
                 continue
             truncated = snapshot_filter.covers_truncate(event)
-            if truncated is None:
-                rejected += 1
-                reject(event, f"{source.qualified} was truncated between the read views of its copy's chunks (a"
-                              f" resumed snapshot): run replicator snapshot --restart {source.qualified}")
+            if truncated is None:  # between the views of a resumed copy's chunks
+                ranges = snapshot_filter.truncate_ranges(event)
+                if ranges is None:
+                    rejected += 1
+                    reject(event, f"{source.qualified} was truncated between the read views of its copy's chunks"
+                                  f" (a resumed snapshot): run replicator snapshot --restart {source.qualified}")
+                else:  # it empties the chunks read before it, and only those
+                    kept.append(dataclasses.replace(event, ranges=ranges))
             elif not truncated:  # the copy was read before it: it empties what the copy loaded
                 kept.append(event)
         if len(kept) + rejected != len(events):

@@ -9,7 +9,7 @@ from typing import Any, Literal, Protocol
 
 from replicator.canonical import Checksum, ColumnRule, Family
 from replicator.config import MigrationConfig
-from replicator.events import ColumnType, Row, SourcePosition
+from replicator.events import ColumnType, KeyRanges, Row, SourcePosition
 from replicator.model import Finding, SourceTable, TableId
 from replicator.table_schema import SchemaProblem, Statement, TablePlan, TableSchema
 
@@ -317,6 +317,11 @@ class TargetWriter(Protocol):
 
     def delete_all(self, table: TargetTable) -> None:
         """Empty the table inside the current transaction (never an implicitly committing TRUNCATE)."""
+        ...
+
+    def delete_ranges(self, table: TargetTable, ranges: KeyRanges) -> int:
+        """Delete the rows whose key lies in one of the ranges (compared as the snapshot's chunk bounds:
+        integers, text by its bytes), inside the current transaction; returns the rows deleted."""
         ...
 
 

@@ -51,17 +51,27 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pymysql
 from pymysql.constants import CLIENT
 
 from replicator.config import Endpoint
-from replicator.dialects.base import DeadLetter, Gate, OffsetUpdate, Partition, StoredOffset, TargetColumn, TargetTable
+from replicator.dialects.base import (
+    DeadLetter,
+    Gate,
+    KeyKind,
+    OffsetUpdate,
+    Partition,
+    StoredOffset,
+    TargetColumn,
+    TargetTable,
+)
 from replicator.dialects.mysql import connect, quote_identifier
+from replicator.dialects.mysql_snapshot import range_condition
 from replicator.errors import TargetError
-from replicator.events import ColumnType, Geometry, Row, SourcePosition
+from replicator.events import ColumnType, Geometry, KeyRanges, Row, SourcePosition
 from replicator.model import TableId
 
 Converter = Callable[[Any], Any]
@@ -789,6 +799,14 @@ class MySQLTargetWriter:
 
     def delete_all(self, table: TargetTable) -> None:
         self._run(f"DELETE FROM {_target(table.table)}")  # TRUNCATE would commit implicitly
+
+    def delete_ranges(self, table: TargetTable, ranges: KeyRanges) -> int:
+        kinds = cast("tuple[KeyKind, ...]", ranges.kinds)  # checked when the filter was read
+        deleted = 0
+        for low, high in ranges.spans:
+            where, params = range_condition(ranges.key, kinds, low, high)
+            deleted += self._run(f"DELETE FROM {_target(table.table)} WHERE {where}", tuple(params))
+        return deleted
 
 
 def _target(table: TableId) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import psycopg
@@ -27,6 +27,7 @@ from replicator.config import Endpoint
 from replicator.dialects.base import (
     DeadLetter,
     Gate,
+    KeyKind,
     OffsetUpdate,
     Partition,
     StoredOffset,
@@ -34,8 +35,9 @@ from replicator.dialects.base import (
     TargetTable,
 )
 from replicator.dialects.postgres import connect
+from replicator.dialects.postgres_snapshot import range_condition
 from replicator.errors import TargetError
-from replicator.events import ColumnType, Geometry, Row, SourcePosition
+from replicator.events import ColumnType, Geometry, KeyRanges, Row, SourcePosition
 from replicator.model import TableId
 
 Converter = Callable[[Any], Any]
@@ -606,3 +608,12 @@ class PostgresTargetWriter:
 
     def delete_all(self, table: TargetTable) -> None:
         self._conn.execute(sql.SQL("DELETE FROM {}").format(self._target(table)))
+
+    def delete_ranges(self, table: TargetTable, ranges: KeyRanges) -> int:
+        kinds = cast("tuple[KeyKind, ...]", ranges.kinds)  # checked when the filter was read
+        deleted = 0
+        for low, high in ranges.spans:
+            cursor = self._conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(
+                self._target(table), range_condition(ranges.key, kinds, low, high)))
+            deleted += max(cursor.rowcount, 0)
+        return deleted

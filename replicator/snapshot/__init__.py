@@ -35,8 +35,12 @@ The hand-off
    source's state, a table without a primary key gets no duplicate, and no row moves backwards
    (an event older than the copied row is never re-applied on top of it). A truncate has no key:
    it is skipped when every chunk's view saw it and applied when none did; one that falls between
-   the views of a resumed copy's chunks would have to empty some chunks' ranges only, and is
-   refused (the error policy: halt, naming the table to copy again with `--restart`).
+   the views of a resumed copy's chunks empties the key ranges of the chunks read before it, and
+   only those, in its place in the stream: their rows predate it, and their events after their
+   views (the refill) apply after it; the other chunks were read after it, with its effect and
+   the refill, whose events they skip. (The filter records the key and how it orders for that; a
+   filter written by an older version does not, and such a truncate is refused through the error
+   policy, naming the table to copy again with `--restart`.)
 
 What a crash leaves (kill -9 at any point, then `replicator snapshot` again)
 * before the plan's transaction commits: nothing of the table's copy exists; it starts over;

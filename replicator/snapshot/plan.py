@@ -56,11 +56,15 @@ class TablePlan:
 
 
 def filter_json(plan: TablePlan, positions: dict[int, str]) -> str:
-    """The snapshot filter of replicator.apply.gate: each chunk's key range and read position."""
+    """The snapshot filter of replicator.apply.gate: each chunk's key range and read position, and the
+    key columns with how they order (for a truncate that only some chunks' views saw)."""
     chunks = []
     for chunk in plan.chunks:
         entry: dict[str, Any] = {"low": None if chunk.low is None else list(chunk.low),
                                  "high": None if chunk.high is None else list(chunk.high)}
         entry.update(orjson.loads(positions[chunk.index]))
         chunks.append(entry)
-    return orjson.dumps({"chunks": chunks}).decode()
+    document: dict[str, Any] = {"chunks": chunks}
+    if plan.kinds is not None:
+        document.update(key=list(plan.key), kinds=list(plan.kinds))
+    return orjson.dumps(document).decode()

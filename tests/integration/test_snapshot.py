@@ -507,6 +507,59 @@ def test_a_stream_abandoned_half_way_leaves_the_snapshot_usable(pg_scenario: Sce
         coordinator.close()
 
 
+@pytest.mark.parametrize(("source", "target"), [("pg-source", "pg-target"), ("my-source", "pg-target"),
+                                                ("pg-source", "my-target")])
+def test_a_truncate_between_the_views_of_a_resumed_copy_empties_only_the_chunks_read_before_it(
+        source: str, target: str, stack: Any, tmp_path: Path) -> None:
+    """A copy is killed after its third chunk commits; the source is then emptied and filled again
+    (other values, more keys), and the copy resumes: its later chunks are read after the truncate,
+    its first three before it. Released, the truncate must empty the first three chunks' key ranges
+    (their rows predate it; the new rows there then apply from the stream) and only those (the later
+    chunks hold the new rows, their events are skipped as copied). Before, it was refused and the
+    applier halted."""
+    s = Scenario(stack, source, target, tmp_path)
+    s.create_namespace()
+    try:
+        ns = s.namespace
+        into = f'"{ns}".k' if target == "pg-target" else f"`{ns}`.k"
+        in_order = 'id, w COLLATE "C"' if target == "pg-target" else "id, CAST(w AS BINARY)"
+        if source == "pg-source":
+            k = f"{ns}.k"
+            s.source_sql(f"CREATE TABLE {k} (id int, w text, v text, PRIMARY KEY (id, w))",
+                         f"INSERT INTO {k} SELECT g, 'w' || (g % 3), 'old ' || g FROM generate_series(1, 2000) g")
+            refill = [f"TRUNCATE {k}",
+                      f"INSERT INTO {k} SELECT g, 'w' || (g % 3), 'new ' || g FROM generate_series(1, 2600, 2) g"]
+        else:
+            k = "k"
+            s.source_sql("CREATE TABLE k (id int, w varchar(10), v text, PRIMARY KEY (id, w))",
+                         "INSERT INTO k SELECT seq, CONCAT('w', seq % 3), CONCAT('old ', seq) FROM seq_1_to_2000")
+            refill = ["TRUNCATE k",
+                      "INSERT INTO k SELECT seq, CONCAT('w', seq % 3), CONCAT('new ', seq) FROM seq_1_to_2600_step_2"]
+        config = s.write_config(snapshot={"workers": 1, "chunk_rows": 250})
+        run_cli("-c", str(config), "connectors", "apply")
+        killed = run_cli("-c", str(config), "snapshot", check=False,
+                         env={**_env(), "REPLICATOR_FAULT": "snapshot.after-chunk-commit:kill:3"})
+        assert killed.returncode == -9, (killed.returncode, killed.stderr)
+        assert ledger(s) == {"k": ("copying", 3)}, ledger(s)
+        s.source_sql(*refill)
+        resumed = run_cli("-c", str(config), "snapshot")
+        assert "released to the change stream" in resumed.stderr, resumed.stderr
+        # the target now holds the old rows of the first chunks and the new rows of the others
+        assert target_rows(s, f"SELECT count(*) FROM {into} WHERE v LIKE 'old %'")[0][0] > 0
+        s.source_sql(f"INSERT INTO {k} VALUES (100000, 'w', 'marker')")
+        proc = ApplyProcess(config, tmp_path / "apply.log").start()
+        try:
+            wait_equal(s, f"SELECT count(*) FROM {k} WHERE v = 'marker'",
+                       f"SELECT count(*) FROM {into} WHERE v = 'marker'", timeout_s=90, proc=proc)
+            assert source_rows(s, f"SELECT id, w, v FROM {k} ORDER BY id, w") == \
+                target_rows(s, f"SELECT id, w, v FROM {into} ORDER BY {in_order}")
+            assert proc.stop() == 0
+        finally:
+            proc.stop()
+    finally:
+        s.cleanup()
+
+
 @pytest.mark.parametrize("engine", ["postgres", "mariadb"])
 def test_a_truncate_and_refill_read_by_the_copy_is_not_replayed_over_it(engine: str, stack: Any,
                                                                          tmp_path: Path) -> None:

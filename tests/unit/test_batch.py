@@ -27,7 +27,7 @@ from replicator.apply.batch import (
     plan,
 )
 from replicator.dialects.base import TargetColumn, TargetTable
-from replicator.events import ChangeEvent, RecordRef, Row, SourcePosition
+from replicator.events import ChangeEvent, KeyRanges, RecordRef, Row, SourcePosition
 from replicator.model import TableId
 
 Key = tuple[Any, ...]
@@ -68,8 +68,17 @@ def dele(k: int, new_key: int | None = None) -> ChangeEvent:
               new_key={"id": new_key} if new_key is not None else None)
 
 
-def trunc() -> ChangeEvent:
-    return ev("t")
+def trunc(*spans: tuple[int | None, int | None]) -> ChangeEvent:
+    """A truncate; with spans, of those key ranges [low, high) only (a snapshot hand-off's)."""
+    event = ev("t")
+    if spans:
+        event.ranges = KeyRanges(("id",), ("int",), tuple(
+            (None if low is None else (low,), None if high is None else (high,)) for low, high in spans))
+    return event
+
+
+def in_ranges(ranges: KeyRanges, key: Key) -> bool:
+    return any((low is None or key >= low) and (high is None or key < high) for low, high in ranges.spans)
 
 
 def key_change(old: int, new: int, *, unavailable: tuple[str, ...] = (), **columns: Any) -> list[ChangeEvent]:
@@ -145,6 +154,10 @@ class Model:
     def delete_all(self) -> None:
         self.rows.clear()
         self.bag.clear()
+
+    def delete_ranges(self, ranges: KeyRanges) -> None:
+        for key in [k for k in self.rows if in_ranges(ranges, k)]:
+            del self.rows[key]
 
     def insert_rows(self, columns: tuple[str, ...], rows: list[Key]) -> None:
         for values in rows:
@@ -230,7 +243,10 @@ def apply_reference(model: Model, events: list[ChangeEvent]) -> None:
         event = events[i]
         nxt = events[i + 1] if i + 1 < len(events) else None
         if event.op == "t":
-            model.delete_all()
+            if event.ranges is None:
+                model.delete_all()
+            else:
+                model.delete_ranges(event.ranges)
         elif not model.table.key:
             _reference_exact(model, event)
         elif (event.op == "d" and event.new_key is not None and nxt is not None and nxt.op == "c"
@@ -286,7 +302,10 @@ def apply_steps(model: Model, steps: list[Step]) -> None:
                     raise ModelError("key change of a missing row without its full values")
                 model.upsert(step.columns, [step.values])
         elif isinstance(step, Truncate):
-            model.delete_all()
+            if step.ranges is None:
+                model.delete_all()
+            else:
+                model.delete_ranges(step.ranges)
         else:
             _apply_exact_step(model, step)
 
@@ -334,7 +353,9 @@ BOOL = st.booleans()
 LENGTH = st.integers(0, 24)
 FULL_OP = st.sampled_from(["c", "u", "r"])
 UNAVAILABLE = st.sampled_from([("t",), ("b",), ("b", "t")])
-PK_KIND = st.sampled_from(["full", "full", "partial", "partial", "delete", "reinsert", "truncate", "key_change"])
+PK_KIND = st.sampled_from(["full", "full", "partial", "partial", "delete", "reinsert", "truncate", "truncate_ranges",
+                           "key_change"])
+SPANS = st.lists(st.tuples(st.none() | st.integers(0, 6), st.none() | st.integers(0, 6)), min_size=1, max_size=3)
 ENDING = st.sampled_from([None] * 4 + ["missing_update", "missing_key_change"])
 INITIAL = st.dictionaries(KEYS, st.integers(0, 999).map(lambda n: {"a": n // 100, "b": n // 10 % 10, "t": n % 10}),
                           max_size=5)
@@ -375,9 +396,12 @@ def pk_scenario(draw: st.DrawFn) -> tuple[dict[Key, Row], list[ChangeEvent], lis
             if k in exists:
                 deleted.add(k)
             exists.discard(k)
-        elif kind == "truncate":
-            events.append(trunc())
-            exists.clear()
+        elif kind in ("truncate", "truncate_ranges"):  # ranges: the chunks a resumed copy read before it
+            event = trunc(*draw(SPANS)) if kind == "truncate_ranges" else trunc()
+            events.append(event)
+            gone = {k for k in exists if event.ranges is None or in_ranges(event.ranges, (k,))}
+            exists -= gone
+            deleted |= gone
         elif kind == "key_change":
             free = sorted(set(range(1, 6)) - exists)
             if not free:
@@ -605,6 +629,18 @@ def test_truncate_in_the_middle_drops_the_earlier_run() -> None:
     assert isinstance(truncate, Truncate) and truncate.events == [events[4]]
     assert isinstance(merge, Merge) and merge.upserts == {("id", "a", "b", "t"): [(3, 3, 3, "z")]}
     assert merge.deletes == [] and merge.events == [events[5]]
+
+
+def test_truncate_of_key_ranges_keeps_the_earlier_run_outside_them() -> None:
+    rows = {(1,): {"id": 1, "a": 0, "b": 0, "t": "x"}, (5,): {"id": 5, "a": 0, "b": 0, "t": "x"}}
+    events = [ins(2, a=1, b=1, t="p"), upd(5, a=7, b=7, t="q"), trunc((None, 3)), ins(1, a=9, b=9, t="r")]
+    steps, state = run_both(events, rows)
+    # [.., 3) emptied at the truncate (1 and 2), then 1 inserted again; 5 keeps the update before it
+    assert state == {(1,): {"id": 1, "a": 9, "b": 9, "t": "r"}, (5,): {"id": 5, "a": 7, "b": 7, "t": "q"}}
+    before, truncate, after = steps
+    assert isinstance(before, Merge) and before.events == events[:2]
+    assert isinstance(truncate, Truncate) and truncate.ranges == events[2].ranges
+    assert isinstance(after, Merge) and after.events == events[3:]
 
 
 def test_truncate_at_the_end() -> None:

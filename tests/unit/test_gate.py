@@ -265,6 +265,26 @@ def test_a_truncate_every_chunk_read_after_is_skipped_one_all_read_before_applie
 def test_a_truncate_between_the_views_of_a_resumed_copys_chunks_is_neither() -> None:
     filt = gate(my_chunk(3, 100, low=None, high=[100]), my_chunk(3, 900, low=[100], high=None))
     assert filt.covers_truncate(ev(SourcePosition(3, 500), op="t", key={})) is None
+    assert filt.truncate_ranges(ev(SourcePosition(3, 500), op="t", key={})) is None  # no key in this filter
+
+
+def test_a_truncate_between_chunk_views_empties_the_chunks_read_before_it() -> None:
+    chunks = [my_chunk(3, 100, low=None, high=[100, "m"]), my_chunk(3, 900, low=[100, "m"], high=[200, "a"]),
+              my_chunk(3, 200, low=[200, "a"], high=None)]
+    filt = SnapshotFilter.parse(json.dumps({"chunks": chunks, "key": ["id", "name"], "kinds": ["int", "text"]}), "t")
+    truncate = ev(SourcePosition(3, 500), op="t", key={})
+    assert filt.covers_truncate(truncate) is None
+    ranges = filt.truncate_ranges(truncate)
+    assert ranges is not None and ranges.key == ("id", "name") and ranges.kinds == ("int", "text")
+    assert ranges.spans == ((None, (100, "m")), ((200, "a"), None))  # the first and last were read before it
+
+
+@pytest.mark.parametrize("extra", [{"key": ["id"], "kinds": ["int", "int"]}, {"key": ["id"], "kinds": ["uuid"]},
+                                   {"key": [1], "kinds": ["int"]}])
+def test_a_filter_with_a_malformed_key_is_refused(extra: dict[str, Any]) -> None:
+    text = json.dumps({"chunks": [my_chunk(3, 100, low=None, high=None)], **extra})
+    with pytest.raises(ReplicatorError, match="unreadable"):
+        SnapshotFilter.parse(text, "t")
 
 
 def test_a_postgres_truncate_visible_in_the_snapshot_is_skipped() -> None:

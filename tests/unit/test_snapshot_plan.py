@@ -47,9 +47,11 @@ def test_the_filter_carries_each_chunk_range_and_its_own_position() -> None:
                  1: orjson.dumps({"mysql": {"file": 1, "pos": 9}}).decode()}
     text = filter_json(plan, positions)
     assert orjson.loads(text) == {"chunks": [{"low": None, "high": [10], "mysql": {"file": 1, "pos": 5}},
-                                             {"low": [10], "high": None, "mysql": {"file": 1, "pos": 9}}]}
+                                             {"low": [10], "high": None, "mysql": {"file": 1, "pos": 9}}],
+                                  "key": ["id"], "kinds": ["int"]}
     parsed = SnapshotFilter.parse(text, "s.t")
     assert parsed._lows == [(10,)]
+    assert parsed._key == ("id",) and parsed._kinds == ("int",)
 
 
 def test_the_throttle_holds_the_rate_across_workers() -> None:
