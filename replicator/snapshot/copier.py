@@ -295,8 +295,9 @@ class SnapshotCopier:
             target.close()
 
     def _build_key(self, job: TableJob) -> None:
-        """The primary key the table's load went without, built on a connection of its own (beside the
-        count: both only read the rows, which nothing else writes while the table is held)."""
+        """The primary key the table's load went without, built on a connection of its own. The count
+        of the same table takes turns with it (ALTER TABLE holds an ACCESS EXCLUSIVE lock; nothing else
+        writes the table while it is held, so either order counts the same rows)."""
         if job.deferred_key is None:
             return
         target = snapshot_target_for(self._config.target, self._config.state_schema)
@@ -481,10 +482,10 @@ class _Proof(threading.Thread):
 
 class _Settler:
     """Settles each table as soon as its last chunk is committed, while the other tables still copy:
-    its target rows counted and its primary key built at once, each on a target connection of its
-    own, several tables at once; its source rows counted in the coordinator's read view (on its one
-    connection, one table at a time, on the `background` thread) when every chunk of the table was
-    read at the coordinator's position."""
+    its target rows counted and its primary key built, each on a target connection of its own (the
+    two take turns on the key build's lock), several tables at once; its source rows counted in the
+    coordinator's read view (on its one connection, one table at a time, on the `background` thread)
+    when every chunk of the table was read at the coordinator's position."""
 
     def __init__(self, count_target: Callable[[TableJob], int], build_key: Callable[[TableJob], None],
                  planner: SnapshotSource, background: ThreadPoolExecutor, *, width: int, position: str | None) -> None:
