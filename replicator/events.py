@@ -14,7 +14,7 @@ MySQL/MariaDB `(binlog file number, position, row)`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from replicator.model import TableId
 
@@ -64,6 +64,9 @@ class Geometry:
     y: float | None = None
 
 
+KeyKind = Literal["int", "text"]  # how a key column orders chunk bounds: integers, or text by its bytes
+
+
 @dataclass(frozen=True, slots=True)
 class KeyRanges:
     """Key ranges [low, high) of a table (a None bound: unbounded), the key compared column by column
@@ -71,7 +74,7 @@ class KeyRanges:
     that part of the target predates it (replicator.apply.gate, a resumed snapshot's chunks)."""
 
     key: tuple[str, ...]
-    kinds: tuple[str, ...]
+    kinds: tuple[KeyKind, ...]
     spans: tuple[tuple[tuple[Any, ...] | None, tuple[Any, ...] | None], ...]
 
 

@@ -42,12 +42,12 @@ from __future__ import annotations
 import bisect
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from replicator.errors import ReplicatorError
-from replicator.events import ChangeEvent, KeyRanges
+from replicator.events import ChangeEvent, KeyKind, KeyRanges
 
 _XID_SPAN = 1 << 32
 
@@ -106,7 +106,7 @@ class SnapshotFilter:
     """Decides, per event of a released table, whether the snapshot copy already holds it."""
 
     def __init__(self, chunks: list[_Chunk], key: tuple[str, ...] | None = None,
-                 kinds: tuple[str, ...] | None = None) -> None:
+                 kinds: tuple[KeyKind, ...] | None = None) -> None:
         self._chunks = chunks
         self._key = key
         self._kinds = kinds
@@ -127,7 +127,7 @@ class SnapshotFilter:
                 if len(key) != len(kinds) or not all(isinstance(c, str) for c in key) \
                         or not set(kinds) <= {"int", "text"}:
                     raise ValueError(f"key {key!r} with kinds {kinds!r}")
-                key, kinds = tuple(key), tuple(kinds)
+                key, kinds = tuple(key), cast("tuple[KeyKind, ...]", tuple(kinds))  # checked just above
             else:
                 key = kinds = None
             chunks = []

@@ -9,7 +9,7 @@ from typing import Any, Literal, Protocol
 
 from replicator.canonical import Checksum, ColumnRule, Family
 from replicator.config import MigrationConfig
-from replicator.events import ColumnType, KeyRanges, Row, SourcePosition
+from replicator.events import ColumnType, KeyKind, KeyRanges, Row, SourcePosition
 from replicator.model import Finding, SourceTable, TableId
 from replicator.table_schema import SchemaProblem, Statement, TablePlan, TableSchema
 
@@ -103,7 +103,6 @@ class Gate:
 
 Partition = tuple[str, int]
 
-KeyKind = Literal["int", "text"]
 Block = bytes | bytearray | memoryview  # a piece of a COPY / LOAD DATA stream
 
 

@@ -25,9 +25,10 @@ from typing import Any
 import pymysql
 
 from replicator.config import Endpoint
-from replicator.dialects.base import Block, KeyKind, SnapshotPoint, SourceShape, Transfer
+from replicator.dialects.base import Block, SnapshotPoint, SourceShape, Transfer
 from replicator.dialects.mysql import connect, quote_identifier
 from replicator.errors import SnapshotError, SourceError
+from replicator.events import KeyKind
 from replicator.model import TableId
 
 _INTEGER_TYPES = {"tinyint", "smallint", "mediumint", "int", "bigint"}

@@ -51,7 +51,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import pymysql
@@ -61,7 +61,6 @@ from replicator.config import Endpoint
 from replicator.dialects.base import (
     DeadLetter,
     Gate,
-    KeyKind,
     OffsetUpdate,
     Partition,
     StoredOffset,
@@ -801,10 +800,9 @@ class MySQLTargetWriter:
         self._run(f"DELETE FROM {_target(table.table)}")  # TRUNCATE would commit implicitly
 
     def delete_ranges(self, table: TargetTable, ranges: KeyRanges) -> int:
-        kinds = cast("tuple[KeyKind, ...]", ranges.kinds)  # checked when the filter was read
         deleted = 0
         for low, high in ranges.spans:
-            where, params = range_condition(ranges.key, kinds, low, high)
+            where, params = range_condition(ranges.key, ranges.kinds, low, high)
             deleted += self._run(f"DELETE FROM {_target(table.table)} WHERE {where}", tuple(params))
         return deleted
 

@@ -23,9 +23,10 @@ import psycopg
 from psycopg import pq, sql
 
 from replicator.config import Endpoint
-from replicator.dialects.base import Block, KeyKind, SnapshotPoint, SourceShape, Transfer
+from replicator.dialects.base import Block, SnapshotPoint, SourceShape, Transfer
 from replicator.dialects.postgres import connect
 from replicator.errors import SnapshotError, SourceError
+from replicator.events import KeyKind
 from replicator.model import TableId
 
 _INTEGER_TYPES = {"smallint", "integer", "bigint"}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import psycopg
@@ -27,7 +27,6 @@ from replicator.config import Endpoint
 from replicator.dialects.base import (
     DeadLetter,
     Gate,
-    KeyKind,
     OffsetUpdate,
     Partition,
     StoredOffset,
@@ -610,10 +609,9 @@ class PostgresTargetWriter:
         self._conn.execute(sql.SQL("DELETE FROM {}").format(self._target(table)))
 
     def delete_ranges(self, table: TargetTable, ranges: KeyRanges) -> int:
-        kinds = cast("tuple[KeyKind, ...]", ranges.kinds)  # checked when the filter was read
         deleted = 0
         for low, high in ranges.spans:
             cursor = self._conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(
-                self._target(table), range_condition(ranges.key, kinds, low, high)))
+                self._target(table), range_condition(ranges.key, ranges.kinds, low, high)))
             deleted += max(cursor.rowcount, 0)
         return deleted

@@ -43,8 +43,9 @@ from replicator import faults
 from replicator.canonical import Checksum, ColumnRule, Family, resolve
 from replicator.config import MigrationConfig
 from replicator.dialects import hash_side_for, selected_tables
-from replicator.dialects.base import HashedTable, HashSide, KeyKind
+from replicator.dialects.base import HashedTable, HashSide
 from replicator.errors import ReconcileError
+from replicator.events import KeyKind
 from replicator.model import TableId
 from replicator.reconcile.changes import Tracker, plan_for
 from replicator.reconcile.report import (

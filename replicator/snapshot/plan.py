@@ -12,8 +12,9 @@ from typing import Any
 
 import orjson
 
-from replicator.dialects.base import KeyKind, SourceShape
+from replicator.dialects.base import SourceShape
 from replicator.errors import SnapshotError
+from replicator.events import KeyKind
 
 
 @dataclass(frozen=True)
