@@ -394,8 +394,10 @@ class SnapshotTarget(Protocol):
         back is returned (and kept in the ledger); else None."""
         ...
 
-    def restore_key(self, table: TableId, statement: str, memory_mb: int) -> None:
-        """Add back a primary key `start_table` dropped (idempotent), sorting in up to `memory_mb`."""
+    def restore_key(self, table: TableId, statement: str, memory_mb: int, *, empty: bool = False) -> None:
+        """Add back a primary key `start_table` dropped (idempotent), sorting in up to `memory_mb`;
+        `empty`: delete the table's rows first, in the same transaction (a restart loads them all
+        again, and rows the key would refuse must not stop it)."""
         ...
 
     def finish_table(self, source_table: str, state: str, source_rows: int | None, target_rows: int | None,

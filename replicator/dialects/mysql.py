@@ -92,15 +92,35 @@ def connect(endpoint: Endpoint, role: str, *, client_flag: int = 0,
         raise SourceError(f"cannot connect to the {role} {where}: {exc}") from None
 
 
+# information_schema answers a query from the data dictionary of only the tables its WHERE names by
+# constants; a table of it joined (or correlated) by another's columns is read for every table of
+# every database (seconds on a server with many schemas). So each query here names its own schema
+# and table, and what belongs together is joined in Python.
 _TABLES = """
-SELECT t.TABLE_SCHEMA, t.TABLE_NAME,
-       EXISTS (SELECT 1 FROM information_schema.TABLE_CONSTRAINTS c
-               WHERE c.TABLE_SCHEMA = t.TABLE_SCHEMA AND c.TABLE_NAME = t.TABLE_NAME
-                 AND c.CONSTRAINT_TYPE = 'PRIMARY KEY')
-FROM information_schema.TABLES t
-WHERE t.TABLE_SCHEMA = %s AND t.TABLE_TYPE = 'BASE TABLE'
-ORDER BY 1, 2
+SELECT TABLE_NAME, COALESCE(ENGINE, '') FROM information_schema.TABLES
+WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1
 """
+_KEYED_TABLES = """
+SELECT TABLE_NAME FROM information_schema.TABLE_CONSTRAINTS WHERE TABLE_SCHEMA = %s AND CONSTRAINT_TYPE = 'PRIMARY KEY'
+"""
+_KEY_POSITIONS = """
+SELECT COLUMN_NAME, SEQ_IN_INDEX FROM information_schema.STATISTICS
+WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY'
+"""
+
+
+def base_tables(cur: Any, database: str) -> list[tuple[str, str, bool]]:
+    """(name, engine, has a primary key) of each base table of `database`, by name."""
+    cur.execute(_KEYED_TABLES, (database,))
+    keyed = {str(r[0]) for r in cur.fetchall()}
+    cur.execute(_TABLES, (database,))
+    return [(str(name), str(engine), str(name) in keyed) for name, engine in cur.fetchall()]
+
+
+def key_positions(cur: Any, table: TableId) -> dict[str, int]:
+    """The primary key's columns of `table` and their positions in it (1, 2…)."""
+    cur.execute(_KEY_POSITIONS, (table.schema, table.name))
+    return {str(n): int(p) for n, p in cur.fetchall()}
 
 
 class MySQLCatalog:
@@ -109,13 +129,10 @@ class MySQLCatalog:
         self._conn = connect(endpoint, "source")
 
     def list_tables(self) -> list[SourceTable]:
+        database = self._endpoint.database
         with self._conn.cursor() as cur:
-            cur.execute(_TABLES, (self._endpoint.database,))
-            rows = cur.fetchall()
-        return [
-            SourceTable(table=TableId(str(schema), str(name)), has_primary_key=bool(has_pk))
-            for schema, name, has_pk in rows
-        ]
+            rows = base_tables(cur, database)
+        return [SourceTable(table=TableId(database, name), has_primary_key=has_pk) for name, _, has_pk in rows]
 
     def set_replica_identity_full(self, table: TableId) -> None:
         """Nothing to do: a full row image (binlog_row_image=FULL) carries every column."""

@@ -199,24 +199,25 @@ class MySQLHashSide:
             raise ReconcileError(f"{self.role}: {exc.args[-1]}") from None
 
     def columns(self, table: TableId) -> tuple[list[tuple[str, str]], tuple[str, ...]] | None:
+        # one query per information_schema table, each naming the table by constants (see dialects/mysql.py)
         rows = self._rows(
-            "SELECT c.COLUMN_NAME, c.COLUMN_TYPE, COALESCE(s.SEQ_IN_INDEX, 0),"
-            " EXISTS (SELECT 1 FROM information_schema.CHECK_CONSTRAINTS k WHERE k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA"
-            "  AND k.TABLE_NAME = c.TABLE_NAME AND k.CONSTRAINT_NAME = c.COLUMN_NAME"
-            "  AND k.CHECK_CLAUSE LIKE 'json_valid(%%'), c.CHARACTER_SET_NAME"
-            " FROM information_schema.COLUMNS c LEFT JOIN information_schema.STATISTICS s"
-            " ON s.TABLE_SCHEMA = c.TABLE_SCHEMA AND s.TABLE_NAME = c.TABLE_NAME AND s.INDEX_NAME = 'PRIMARY'"
-            " AND s.COLUMN_NAME = c.COLUMN_NAME"
-            " WHERE c.TABLE_SCHEMA = %s AND c.TABLE_NAME = %s AND c.EXTRA NOT LIKE %s ORDER BY c.ORDINAL_POSITION",
+            "SELECT COLUMN_NAME, COLUMN_TYPE, CHARACTER_SET_NAME FROM information_schema.COLUMNS"
+            " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND EXTRA NOT LIKE %s ORDER BY ORDINAL_POSITION",
             (table.schema, table.name, "%GENERATED%"))
         if not rows:
             return None
+        json_checked = set() if not self._mariadb else {str(r[0]) for r in self._rows(  # MariaDB's JSON
+            "SELECT CONSTRAINT_NAME FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = %s"
+            " AND TABLE_NAME = %s AND CHECK_CLAUSE LIKE 'json_valid(%%'", (table.schema, table.name))}
+        positions = {str(r[0]): int(r[1]) for r in self._rows(
+            "SELECT COLUMN_NAME, SEQ_IN_INDEX FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s"
+            " AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY'", (table.schema, table.name))}
         # a text column in another character set than utf8mb4 says so in its type: it is converted
         # before hashing (PostgreSQL hashes UTF-8); a utf8mb4 one is hashed as it is
-        columns = [(str(n), "json" if is_json else str(t).lower() + (
+        columns = [(str(n), "json" if str(n) in json_checked else str(t).lower() + (
             f" character set {str(cs).lower()}" if cs and str(cs).lower() not in ("utf8mb4", "binary") else ""))
-            for n, t, _, is_json, cs in rows]
-        key = tuple(str(n) for _, n in sorted((int(p), str(n)) for n, _, p, _, _ in rows if int(p) > 0))
+            for n, t, cs in rows]
+        key = tuple(n for _, n in sorted((positions[str(n)], str(n)) for n, _, _ in rows if str(n) in positions))
         return columns, key
 
     def checksum(self, t: HashedTable, low: tuple[Any, ...] | None, high: tuple[Any, ...] | None) -> Checksum:

@@ -151,7 +151,7 @@ class MySQLSnapshotTarget:
                            None if source_rows is None else int(source_rows),
                            None if target_rows is None else int(target_rows))
 
-    def restore_key(self, table: TableId, statement: str, memory_mb: int) -> None:
+    def restore_key(self, table: TableId, statement: str, memory_mb: int, *, empty: bool = False) -> None:
         raise AssertionError("MySQL targets keep their primary key while they load")  # start_table never drops it
 
     def start_table(self, source_table: str, target: TableId, plan: str) -> str | None:

@@ -15,22 +15,12 @@ import pymysql
 
 from replicator.config import MigrationConfig
 from replicator.dialects.base import PresentTable
-from replicator.dialects.mysql import connect, quote_identifier
+from replicator.dialects.mysql import base_tables, connect, quote_identifier
 from replicator.model import Finding, Level, TableId
 
 _VARIABLES = ("log_bin", "binlog_format", "binlog_row_image", "server_id")
 ER_TABLEACCESS_DENIED = 1142
 ER_DBACCESS_DENIED = 1044
-
-_TABLES = """
-SELECT t.TABLE_NAME, COALESCE(t.ENGINE, ''),
-       EXISTS (SELECT 1 FROM information_schema.TABLE_CONSTRAINTS c
-               WHERE c.TABLE_SCHEMA = t.TABLE_SCHEMA AND c.TABLE_NAME = t.TABLE_NAME
-                 AND c.CONSTRAINT_TYPE = 'PRIMARY KEY')
-FROM information_schema.TABLES t
-WHERE t.TABLE_SCHEMA = %s AND t.TABLE_TYPE = 'BASE TABLE'
-ORDER BY 1
-"""
 
 # MariaDB-only column types: Debezium's MySQL connector (3.0) cannot parse DDL that names them
 _MARIADB_ONLY = ("uuid", "inet4", "inet6")
@@ -160,8 +150,8 @@ class MySQLSourceInspector:
 
     def _tables(self, config: MigrationConfig) -> list[Finding]:
         database = config.source.database
-        rows = [(TableId(database, str(name)), str(engine), bool(has_pk))
-                for name, engine, has_pk in self._session.rows(_TABLES, (database,))]
+        with self._session.conn.cursor() as cur:
+            rows = [(TableId(database, name), engine, has_pk) for name, engine, has_pk in base_tables(cur, database)]
         selected = [row for row in rows if config.selects(row[0])]
         if not selected:
             return [Finding(Level.ERROR, "source", "tables", f"no table of {config.source.describe()} matches "
@@ -245,7 +235,8 @@ class MySQLSourceInspector:
 
     def columns(self, config: MigrationConfig) -> dict[TableId, tuple[str, ...]]:
         database = config.source.database
-        tables = [TableId(database, str(r[0])) for r in self._session.rows(_TABLES, (database,))]
+        with self._session.conn.cursor() as cur:
+            tables = [TableId(database, name) for name, _, _ in base_tables(cur, database)]
         return self._session.columns(list(filter(config.selects, tables)))
 
 

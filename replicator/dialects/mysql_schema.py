@@ -1,10 +1,12 @@
 """MySQL/MariaDB information_schema → `TableSchema` (source side), and running translated DDL (target side).
 
 Reading: information_schema only (COLUMNS, STATISTICS, TABLE_CONSTRAINTS, KEY_COLUMN_USAGE,
-REFERENTIAL_CONSTRAINTS, CHECK_CONSTRAINTS), the same queries on MySQL 8 and MariaDB. Two flavour
-differences are handled here: COLUMN_DEFAULT is SQL text on MariaDB ('NULL' for none) but a bare
-value on MySQL 8 (an expression only with EXTRA DEFAULT_GENERATED); and MariaDB's JSON is a LONGTEXT
-with a `json_valid()` CHECK, recognised by that CHECK (and not copied as a CHECK).
+REFERENTIAL_CONSTRAINTS, CHECK_CONSTRAINTS), each naming its schema and table by constants (see
+dialects/mysql.py), the same queries on MySQL 8 and MariaDB but for three flavour differences: check
+constraints are named per table on MariaDB (its CHECK_CONSTRAINTS says the table: two tables may
+both have a check `j`) and per schema on MySQL 8; COLUMN_DEFAULT is SQL text on MariaDB ('NULL' for
+none) but a bare value on MySQL 8 (an expression only with EXTRA DEFAULT_GENERATED); and MariaDB's
+JSON is a LONGTEXT with a `json_valid()` CHECK, recognised by that CHECK (and not copied as a CHECK).
 
 Target: statements run without parameters (no %-formatting) after an existence check by name, on a
 session whose sql_mode has no NO_BACKSLASH_ESCAPES (the DDL's literals assume it). An existing table
@@ -57,15 +59,22 @@ SELECT k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_SCHEMA, k.REFERENCED
        k.REFERENCED_COLUMN_NAME, r.UPDATE_RULE, r.DELETE_RULE
 FROM information_schema.KEY_COLUMN_USAGE k
 JOIN information_schema.REFERENTIAL_CONSTRAINTS r
-  ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME AND r.TABLE_NAME = k.TABLE_NAME
+  ON r.CONSTRAINT_SCHEMA = %s AND r.TABLE_NAME = %s AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME
 WHERE k.TABLE_SCHEMA = %s AND k.TABLE_NAME = %s AND k.REFERENCED_TABLE_NAME IS NOT NULL
 ORDER BY k.CONSTRAINT_NAME, k.ORDINAL_POSITION
 """
-_CHECKS = """
+# Check constraints: MariaDB names them per table (a column's own check is named after the column,
+# so two tables of a schema may both have a `j`) and says the table in CHECK_CONSTRAINTS; MySQL 8
+# names them per schema and does not.
+_CHECKS_MARIADB = """
+SELECT CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS
+WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s
+"""
+_CHECKS_MYSQL = """
 SELECT c.CONSTRAINT_NAME, c.CHECK_CLAUSE
 FROM information_schema.TABLE_CONSTRAINTS t
 JOIN information_schema.CHECK_CONSTRAINTS c
-  ON c.CONSTRAINT_SCHEMA = t.CONSTRAINT_SCHEMA AND c.CONSTRAINT_NAME = t.CONSTRAINT_NAME
+  ON c.CONSTRAINT_SCHEMA = %s AND c.CONSTRAINT_NAME = t.CONSTRAINT_NAME
 WHERE t.TABLE_SCHEMA = %s AND t.TABLE_NAME = %s AND t.CONSTRAINT_TYPE = 'CHECK'
 """
 _JSON_CHECK = re.compile(r"^json_valid\(`((?:[^`]|``)+)`\)$", re.IGNORECASE)
@@ -105,7 +114,9 @@ class MySQLSchemaReader:
             raise SourceError(f"source table {table} does not exist", hint="check tables.include")
         engine, collation, estimate = found[0]
         checks, json_columns = [], set()
-        for name, clause in self._rows(_CHECKS, where):
+        found_checks = self._rows(_CHECKS_MARIADB, where) if self._mariadb else \
+            self._rows(_CHECKS_MYSQL, (table.schema, *where))
+        for name, clause in found_checks:
             json_column = _JSON_CHECK.match(_text(clause).strip())
             if json_column:  # MariaDB's JSON type: LONGTEXT plus this CHECK
                 json_columns.add(json_column.group(1).replace("``", "`"))
@@ -113,8 +124,9 @@ class MySQLSchemaReader:
                 checks.append(CheckDef(_text(name), _text(clause)))
         columns = tuple(self._column(row, json_columns) for row in self._rows(_COLUMNS, where))
         primary, unique, indexes = _keys(self._rows(_STATISTICS, where))
-        return TableSchema(table, columns, primary, unique, indexes, _foreign_keys(self._rows(_FOREIGN_KEYS, where)),
-                           tuple(checks), _opt(engine), _opt(collation), int(estimate))
+        foreign = _foreign_keys(self._rows(_FOREIGN_KEYS, where + where))
+        return TableSchema(table, columns, primary, unique, indexes, foreign, tuple(checks), _opt(engine),
+                           _opt(collation), int(estimate))
 
     def _column(self, row: tuple[Any, ...], json_columns: set[str]) -> ColumnDef:
         name, column_type, nullable, default, extra, charset, collation, generation, data_type = row

@@ -120,9 +120,11 @@ class PostgresSnapshotTarget:
         except psycopg.errors.FeatureNotSupported:
             self._conn.execute(sql.SQL("DELETE FROM {}").format(table))
 
-    def restore_key(self, table: TableId, statement: str, memory_mb: int) -> None:
+    def restore_key(self, table: TableId, statement: str, memory_mb: int, *, empty: bool = False) -> None:
         target = sql.Identifier(table.schema, table.name)
         with self._conn.transaction():
+            if empty:
+                self._empty(target)
             present = self._conn.execute(
                 "SELECT 1 FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
                 (target.as_string(self._conn),)).fetchone()

@@ -174,8 +174,10 @@ class SnapshotCopier:
                     continue
                 if entry is not None and entry.deferred_key is not None and entry.state != "released":
                     # an unfinished copy dropped this key: back first, so the table compares as
-                    # translated (the rest of its chunks then load with it)
-                    target.restore_key(self._target_of(table), entry.deferred_key, config.snapshot.index_memory_mb)
+                    # translated (the rest of its chunks then load with it); a restart empties the
+                    # table first (it loads every row again, whatever the table holds now)
+                    target.restore_key(self._target_of(table), entry.deferred_key, config.snapshot.index_memory_mb,
+                                       empty=restart)
             apply_schema(config.target, plan, Phase.CREATE)  # tables that are missing; existing ones compared
             jobs: list[TableJob] = []
             entries = {t: None if restart else e for t, e in ledger.items()}

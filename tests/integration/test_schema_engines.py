@@ -111,6 +111,28 @@ def test_mariadb_to_pg_type_matrix(my_to_pg: SchemaScenario) -> None:
         s.target_sql(f"INSERT INTO {ns}.types (id, en) VALUES (50, 'angry')")
 
 
+def test_mariadb_checks_are_read_per_table(my_to_pg: SchemaScenario) -> None:
+    """MariaDB names a check constraint per table: a JSON column's `json_valid` check and another
+    table's check of the same name stay each with its own table (and reconcile reads them so too)."""
+    from replicator.dialects import hash_side_for
+
+    s = my_to_pg
+    s.source_sql("CREATE TABLE a_json (id INT PRIMARY KEY, j JSON)",
+                 "CREATE TABLE b_int (id INT PRIMARY KEY, j INT, CONSTRAINT j CHECK (j > 0))")
+    plan = translate(s.config())
+    assert not plan.blocking, plan.problems
+    types = {t.target.name: t.column_types() for t in plan.tables}
+    assert types == {"a_json": {"id": "integer", "j": "jsonb"}, "b_int": {"id": "integer", "j": "integer"}}
+    checks = {t.target.name: [c.expression for c in t.source.checks] for t in plan.tables}
+    assert checks == {"a_json": [], "b_int": ["`j` > 0"]}
+    side = hash_side_for(s.config().source, "source")
+    try:
+        assert side.columns(s.table("b_int")) == ([("id", "int(11)"), ("j", "int(11)")], ("id",))
+        assert side.columns(s.table("a_json")) == ([("id", "int(11)"), ("j", "json")], ("id",))
+    finally:
+        side.close()
+
+
 # -- PostgreSQL → MariaDB --------------------------------------------------------------------------
 PG_TYPES = """
     id serial PRIMARY KEY, si smallint, i integer NOT NULL DEFAULT 42, bi bigint, nu numeric(12,3), nv numeric,
