@@ -170,7 +170,9 @@ def _mariadb_socket(directory: Path) -> Path:
     return path
 
 
-def start_mariadb(bins: Binaries, directory: Path, port: int, password: str, *, server_id: int) -> ProcessRecord:
+def start_mariadb(bins: Binaries, directory: Path, port: int, password: str, *, server_id: int,
+                  tls: tuple[Path, Path] | None = None) -> ProcessRecord:
+    """A MariaDB server with row binlog; `tls` (certificate, key files) makes it offer TLS."""
     user = _service_user("mysql")
     data = directory / "data"
     log = directory / "mariadb.log"
@@ -205,6 +207,8 @@ def start_mariadb(bins: Binaries, directory: Path, port: int, password: str, *, 
         "--character-set-server=utf8mb4", "--skip-name-resolve", "--local-infile=1",
         "--innodb-buffer-pool-size=256M", "--innodb-flush-log-at-trx-commit=2", "--max-connections=300",
     ]
+    if tls is not None:
+        argv += [f"--ssl-cert={tls[0]}", f"--ssl-key={tls[1]}"]
     if user:
         argv.insert(2, f"--user={user}")
     proc = spawn(argv, log)
