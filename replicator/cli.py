@@ -305,6 +305,7 @@ def snapshot(obj: _Context, tables: tuple[str, ...], restart: bool, dry_run: boo
     from replicator.snapshot.copier import SnapshotCopier
 
     config = obj.config()
+    _ONE_SHOT.append(True)
     copier = SnapshotCopier(config, NullSensor(), say=lambda line: err.print(line, markup=False, soft_wrap=True))
     if dry_run:
         plan = copier.schema_plan(copier.resolve(list(tables) or None))
@@ -353,6 +354,7 @@ def reconcile(obj: _Context, tables: tuple[str, ...], json_file: Path | None, *,
     if changed and no_anchor:
         raise click.UsageError("--changed reads what the applier recorded: it cannot go with --no-anchor")
     config = obj.config()
+    _ONE_SHOT.append(True)
     reconciler = Reconciler(config, NullSensor(), say=lambda line: err.print(line, markup=False, soft_wrap=True),
                             anchored=not no_anchor, repair=repair, changed=changed)
     report = reconciler.run(list(tables) or None)
@@ -402,21 +404,41 @@ def _setup_logging() -> None:
     logging.getLogger("replicator.librdkafka").setLevel(logging.CRITICAL)
 
 
+# Set by the commands that run one stage to its end and close everything they opened (snapshot,
+# reconcile): their process ends without the interpreter's teardown (freeing every module and
+# object: ~0.1 s, a tenth of a reconcile's time outside its pass).
+_ONE_SHOT: list[bool] = []
+
+
 def main(argv: list[str] | None = None) -> None:
     _setup_logging()
+    code = _run(argv)
+    if _ONE_SHOT:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _run(argv: list[str] | None) -> int:
+    """The command's exit code; every ReplicatorError becomes one line."""
     try:
         cli.main(args=argv, prog_name="replicator", standalone_mode=False)
+        return 0
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except ReplicatorError as exc:
         err.print(f"replicator: error: {exc.line()}", markup=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.exceptions.Abort:
         err.print("replicator: aborted", markup=False)
-        sys.exit(130)
+        return 130
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except KeyboardInterrupt:
-        sys.exit(130)
+        return 130
     except Exception as exc:
         if os.environ.get("REPLICATOR_DEBUG"):
             raise
@@ -425,7 +447,7 @@ def main(argv: list[str] | None = None) -> None:
             "(a bug: please report it; REPLICATOR_DEBUG=1 shows the traceback)",
             markup=False, soft_wrap=True,
         )
-        sys.exit(70)
+        return 70
 
 
 if __name__ == "__main__":
