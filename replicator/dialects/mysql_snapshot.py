@@ -40,7 +40,8 @@ _BYTES_TYPES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longbl
 SPATIAL_TYPES = frozenset({"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
                            "multipolygon", "geometrycollection"})
 _GROUP_BYTES = 1 << 20  # about this many bytes of lines per fetched result row
-_RUNS_PER_QUERY = 32  # key runs packed by one query (UNION ALL)
+_RUNS_PER_QUERY = 32  # key runs packed by one query (UNION ALL)…
+_QUERY_BYTES = 256 << 10  # …unless its text would pass this (a table of many columns)
 # Values CONCAT_WS writes exactly as text already (CAST would write the same).
 _PLAIN_NUMBERS = frozenset({"tinyint", "smallint", "mediumint", "int", "bigint", "decimal", "year"})
 # Characters a line format must escape: backslash, tab, newline, carriage return (and NUL for LOAD DATA).
@@ -305,7 +306,7 @@ class MySQLSnapshotSource:
         """The chunk's rows of a one-column integer key, packed by runs of `group` consecutive key
         values (at most `group` rows, about 1 MB, per result row).
 
-        Dense keys: one aggregate per run, `_RUNS_PER_QUERY` runs joined by UNION ALL — each is a range
+        Dense keys: one aggregate per run, up to `_RUNS_PER_QUERY` runs joined by UNION ALL — each is a range
         read in key order, so the server neither sorts nor holds the chunk, and the first run streams
         at once (`GROUP BY key DIV group` sorted the whole chunk first: 20-25% more server CPU on a
         narrow table). Sparse keys would make most runs empty: once a query finds its runs less than a
@@ -317,19 +318,19 @@ class MySQLSnapshotSource:
         if first is None:
             return 0
         rows, start, last = 0, int(first), int(last)
+        each = f"SELECT {packed} FROM {table} WHERE {key} >= %s AND {key} < %s"
+        per_query = max(1, min(_RUNS_PER_QUERY, _QUERY_BYTES // len(each)))
         cursor = self._conn.cursor(pymysql.cursors.SSCursor)
         try:
             while start <= last:
                 runs = []
-                for _ in range(_RUNS_PER_QUERY):
+                for _ in range(per_query):
                     end = min(start - start % group + group, last + 1)  # aligned on multiples of group
                     runs.append((start, end))
                     start = end
                     if start > last:
                         break
-                query = " UNION ALL ".join(f"SELECT {packed} FROM {table} WHERE {key} >= %s AND {key} < %s"
-                                           for _ in runs)
-                cursor.execute(query, [v for run in runs for v in (*params, *run)])
+                cursor.execute(" UNION ALL ".join(each for _ in runs), [v for run in runs for v in (*params, *run)])
                 found = yield from _grouped(cursor)
                 rows += found
                 if start <= last and found * 4 < len(runs) * group:  # sparse: let the server skip empty runs

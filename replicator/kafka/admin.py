@@ -28,6 +28,18 @@ def client_config(kafka: KafkaSettings) -> dict[str, Any]:
     return {**kafka.client_options(), "logger": librdkafka_log}
 
 
+# A reader that waits for one message it knows is coming (a watermark, a stream position) asks for
+# it often: a broker that does not answer a fetch as soon as data arrives (the local stack's Tansu)
+# otherwise holds each fetch for fetch.wait.max.ms (500 ms): the watermark proof took 0.25 s, with
+# this 0.09-0.12 s. Before the user's kafka.options, which may set it otherwise.
+PROMPT_READER: dict[str, Any] = {"fetch.wait.max.ms": 25}
+
+
+def prompt_reader_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """client_config for a short-lived consumer waiting for a known message."""
+    return {**PROMPT_READER, **client_config(kafka)}
+
+
 class TopicAdmin:
     def __init__(self, kafka: KafkaSettings, timeout_s: float = 10.0) -> None:
         self._kafka = kafka

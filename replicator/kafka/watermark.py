@@ -14,13 +14,14 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from replicator.config import KafkaSettings
-from replicator.kafka.admin import client_config
+from replicator.kafka.admin import prompt_reader_config
 
 
 def prove_streaming(kafka: KafkaSettings, topic: str, write: Callable[[str], None], timeout_s: float) -> float:
     """Write a fresh token with `write` and wait until it is in `topic`; seconds it took, or raise
     TimeoutError."""
-    settings: dict[str, Any] = {**client_config(kafka), "group.id": f"replicator-watermark-{uuid.uuid4().hex[:12]}",
+    settings: dict[str, Any] = {**prompt_reader_config(kafka),
+                                "group.id": f"replicator-watermark-{uuid.uuid4().hex[:12]}",
                                 "enable.auto.commit": False, "auto.offset.reset": "earliest"}
     consumer = Consumer(settings)
     try:

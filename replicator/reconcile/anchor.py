@@ -79,9 +79,9 @@ class Anchor:
         if self._reader is None:
             from confluent_kafka import Consumer
 
-            from replicator.kafka.admin import client_config
+            from replicator.kafka.admin import prompt_reader_config
 
-            self._reader = Consumer({**client_config(self._config.kafka), "group.id": f"replicator-reconcile-"
+            self._reader = Consumer({**prompt_reader_config(self._config.kafka), "group.id": f"replicator-reconcile-"
                                      f"{uuid.uuid4().hex[:12]}", "enable.auto.commit": False,
                                      "auto.offset.reset": "earliest", "enable.partition.eof": True})
         return self._reader

@@ -142,11 +142,12 @@ class SnapshotCopier:
 
     # -- the run -------------------------------------------------------------------------------
     def run(self, names: list[str] | None = None, *, restart: bool = False) -> list[TableResult]:
-        tables = self.resolve(names)
-        # The proof that the stream runs (a watermark through Kafka, ~1 s) is taken while the schema
-        # is created and the tables are held and planned; the snapshot opens only once it holds. A
-        # daemon thread: when nothing is left to copy, nobody waits for it.
+        # The proof that the stream runs (a watermark through Kafka, 0.3-1 s) is taken while the tables
+        # are listed, the schema is created and the tables are held and planned (first of all: it is
+        # the longest of these); the snapshot opens only once it holds. A daemon thread: when nothing
+        # is left to copy, nobody waits for it.
         self._proof = _Proof(self._prove_streaming)
+        tables = self.resolve(names)
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replicator-snapshot")
         try:
             return self._run(tables, restart)

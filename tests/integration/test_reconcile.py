@@ -426,7 +426,7 @@ def test_a_stale_high_watermark_does_not_prove_the_view_reached(pg_to_pg: Scenar
     reached the view, whatever the high watermark says: `reach` must not answer EXACT."""
     from replicator.config import load_config
     from replicator.dialects import hash_side_for
-    from replicator.model import TableId
+    from replicator.model import TableId, topic_for
     from replicator.reconcile.anchor import Anchor, Reached
 
     s, ns = pg_to_pg, pg_to_pg.namespace
@@ -437,7 +437,10 @@ def test_a_stale_high_watermark_does_not_prove_the_view_reached(pg_to_pg: Scenar
     config = load_config(path, {})
     table = TableId(ns, "t")
     anchor = Anchor(config, watermark_timeout_s=30)
-    monkeypatch.setattr(anchor, "_high_after_watermark", lambda topic: 0)  # a broker's stale report
+    # the 10 events are in Kafka (a watermark written after them arrived: the real proof), then the
+    # broker's report is made stale
+    assert anchor._high_after_watermark(topic_for(config.kafka.topic_prefix, table)) is not None
+    monkeypatch.setattr(anchor, "_high_after_watermark", lambda topic: 0)
     source = hash_side_for(config.source, "source")
     try:
         anchor.hold(table)
