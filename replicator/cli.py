@@ -12,15 +12,43 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from replicator import __version__
 from replicator.config import MigrationConfig, load_config, redacted
 from replicator.errors import ConfigError, ReplicatorError
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+
+class _Console:
+    """rich's Console, imported when first used: the stage commands (snapshot, reconcile, apply)
+    print plain lines and tables and start without it (0.06 s). Emoji codes stay text: a table
+    named `a:smile:b` is printed as it is named."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(highlight=False, emoji=False, **self._options)
+        return getattr(self._console, name)
+
+
+out = _Console(soft_wrap=True)
+err = _Console(stderr=True)
+
+
+def say(line: str) -> None:
+    """One progress or error line on stderr, as it is (no markup, no wrapping)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def plain_table(header: list[str], rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell, nothing cut (the output is often a log, not a terminal)."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    return "\n".join(" " + "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+                     for line in [header, *rows])
 
 
 class _Context:
@@ -127,6 +155,8 @@ def stack_demo(run_dir: Path | None, seconds: float) -> None:
 
 
 def _print_stack(local: Any) -> bool:
+    from rich.table import Table
+
     table = Table(title=f"local stack at {local.run_dir}")
     table.add_column("part")
     table.add_column("address")
@@ -245,7 +275,7 @@ def schema(obj: _Context, dry_run: bool, phase: str) -> None:
     config = obj.config()
     plan = translate(config)
     for problem in plan.problems:
-        err.print(f"replicator: {problem.line()}", markup=False, soft_wrap=True)
+        say(f"replicator: {problem.line()}")
     phases = [Phase(phase)]
     if phases[0] is Phase.ALL:
         phases = [Phase.CREATE, Phase.POST_LOAD]
@@ -286,7 +316,7 @@ def serve(obj: _Context, apply_connectors: bool, no_apply: bool, with_snapshot: 
     from replicator.service import serve_forever
 
     serve_forever(obj.config(), apply_connectors=apply_connectors, apply_changes=not no_apply,
-                  say=lambda line: err.print(line, markup=False, soft_wrap=True), snapshot=with_snapshot,
+                  say=say, snapshot=with_snapshot,
                   reconcile=with_reconcile)
 
 
@@ -306,7 +336,7 @@ def snapshot(obj: _Context, tables: tuple[str, ...], restart: bool, dry_run: boo
 
     config = obj.config()
     _ONE_SHOT.append(True)
-    copier = SnapshotCopier(config, NullSensor(), say=lambda line: err.print(line, markup=False, soft_wrap=True))
+    copier = SnapshotCopier(config, NullSensor(), say=say)
     if dry_run:
         plan = copier.schema_plan(copier.resolve(list(tables) or None))
         phases = [Phase.CREATE, Phase.POST_LOAD]
@@ -321,12 +351,10 @@ def snapshot(obj: _Context, tables: tuple[str, ...], restart: bool, dry_run: boo
                   + ", ".join(p.source.table.qualified for p in plan.tables), markup=False, soft_wrap=True)
         return
     results = copier.run(list(tables) or None, restart=restart)
-    table = Table("table", "state", "chunks", "rows", "in target", "in source snapshot", box=None)
-    for r in results:
-        table.add_row(r.table, r.state, str(r.chunks), f"{r.rows:,}",
-                      "" if r.target_rows is None else f"{r.target_rows:,}",
-                      "" if r.source_rows is None else f"{r.source_rows:,}")
-    out.print(table)
+    print(plain_table(["table", "state", "chunks", "rows", "in target", "in source snapshot"],
+                      [[r.table, r.state, str(r.chunks), f"{r.rows:,}",
+                        "" if r.target_rows is None else f"{r.target_rows:,}",
+                        "" if r.source_rows is None else f"{r.source_rows:,}"] for r in results]))
 
 
 @cli.command("reconcile")
@@ -355,7 +383,7 @@ def reconcile(obj: _Context, tables: tuple[str, ...], json_file: Path | None, *,
         raise click.UsageError("--changed reads what the applier recorded: it cannot go with --no-anchor")
     config = obj.config()
     _ONE_SHOT.append(True)
-    reconciler = Reconciler(config, NullSensor(), say=lambda line: err.print(line, markup=False, soft_wrap=True),
+    reconciler = Reconciler(config, NullSensor(), say=say,
                             anchored=not no_anchor, repair=repair, changed=changed)
     report = reconciler.run(list(tables) or None)
     if json_file is not None:
@@ -364,21 +392,19 @@ def reconcile(obj: _Context, tables: tuple[str, ...], json_file: Path | None, *,
         except OSError as exc:
             raise ConfigError(f"cannot write the report to {json_file}: {exc.strerror}",
                               hint="choose a writable path for --json") from None
-    table = Table("table", "state", "source rows", "target rows", "chunks", "missing", "extra", "different",
-                  "repaired", "seconds", box=None)
-    for t in report.tables:
-        table.add_row(t.table, t.state.value, f"{t.source_rows:,}", f"{t.target_rows:,}", str(t.chunks),
-                      str(t.counts["missing"]), str(t.counts["extra"]), str(t.counts["different"]),
-                      str(t.repaired), f"{t.seconds:.1f}")
-    out.print(table)
+    print(plain_table(["table", "state", "source rows", "target rows", "chunks", "missing", "extra", "different",
+                       "repaired", "seconds"],
+                      [[t.table, t.state.value, f"{t.source_rows:,}", f"{t.target_rows:,}", str(t.chunks),
+                        str(t.counts["missing"]), str(t.counts["extra"]), str(t.counts["different"]),
+                        str(t.repaired), f"{t.seconds:.1f}"] for t in report.tables]))
     for t in report.tables:
         for note in t.notes:
-            out.print(f"{t.table}: {note}", markup=False, soft_wrap=True)
+            print(f"{t.table}: {note}")
         for row in t.rows[:20]:
-            out.print(f"{t.table}: {row.line()}", markup=False, soft_wrap=True)
+            print(f"{t.table}: {row.line()}")
         if len(t.rows) > 20 or t.differences > len(t.rows):
-            out.print(f"{t.table}: … {t.differences} differing row(s) in all"
-                      + (f" (see {json_file})" if json_file else " (--json FILE lists them)"), markup=False)
+            print(f"{t.table}: … {t.differences} differing row(s) in all"
+                  + (f" (see {json_file})" if json_file else " (--json FILE lists them)"))
     if not report.ok:
         raise SystemExit(1)
 
@@ -389,7 +415,7 @@ def apply_changes(obj: _Context) -> None:
     """Apply the change events from Kafka to the target until SIGTERM/SIGINT (exactly-once effect)."""
     from replicator.service import apply_forever
 
-    apply_forever(obj.config(), say=lambda line: err.print(line, markup=False))
+    apply_forever(obj.config(), say=say)
 
 
 # --- entry point ----------------------------------------------------------------------------------
@@ -429,10 +455,10 @@ def _run(argv: list[str] | None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except ReplicatorError as exc:
-        err.print(f"replicator: error: {exc.line()}", markup=False, soft_wrap=True)
+        say(f"replicator: error: {exc.line()}")
         return exc.exit_code
     except click.exceptions.Abort:
-        err.print("replicator: aborted", markup=False)
+        say("replicator: aborted")
         return 130
     except click.ClickException as exc:
         exc.show()
@@ -442,11 +468,8 @@ def _run(argv: list[str] | None) -> int:
     except Exception as exc:
         if os.environ.get("REPLICATOR_DEBUG"):
             raise
-        err.print(
-            f"replicator: internal error: {type(exc).__name__}: {exc} "
-            "(a bug: please report it; REPLICATOR_DEBUG=1 shows the traceback)",
-            markup=False, soft_wrap=True,
-        )
+        say(f"replicator: internal error: {type(exc).__name__}: {exc} "
+            "(a bug: please report it; REPLICATOR_DEBUG=1 shows the traceback)")
         return 70
 
 

@@ -71,3 +71,17 @@ def test_config_command_hides_secrets(tmp_path: Path) -> None:
 def test_unknown_command_and_option() -> None:
     assert run("frobnicate").returncode == 2
     assert run("stack", "up", "--bogus").returncode == 2
+
+
+def test_stage_tables_are_plain_and_whole() -> None:
+    from replicator.cli import plain_table
+
+    text = plain_table(["table", "rows"], [["s.a:smile:b", "1,000,000"], ["s.t", ""]])
+    assert text.splitlines() == [" table        rows", " s.a:smile:b  1,000,000", " s.t"]
+
+
+def test_a_name_with_an_emoji_code_is_named_as_it_is(tmp_path: Path) -> None:
+    config = tmp_path / "migration.yaml"
+    config.write_text(GOOD + 'tables: {"a:smile:b": 1}\n')
+    line = failure_line(run("-c", str(config), "reconcile"))
+    assert "'tables.a:smile:b'" in line, line
