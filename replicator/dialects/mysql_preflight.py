@@ -18,7 +18,7 @@ from replicator.dialects.base import PresentTable
 from replicator.dialects.mysql import base_tables, connect, quote_identifier
 from replicator.model import Finding, Level, TableId
 
-_VARIABLES = ("log_bin", "binlog_format", "binlog_row_image", "server_id")
+_VARIABLES = ("log_bin", "binlog_format", "binlog_row_image", "server_id", "sql_mode")
 ER_TABLEACCESS_DENIED = 1142
 ER_DBACCESS_DENIED = 1044
 
@@ -101,11 +101,12 @@ class MySQLSourceInspector:
     def findings(self, config: MigrationConfig) -> list[Finding]:
         s = self._session
         variables = {str(k).lower(): str(v) for k, v in s.rows(
-            "SHOW GLOBAL VARIABLES WHERE Variable_name IN (%s, %s, %s, %s)", _VARIABLES)}
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN (%s, %s, %s, %s, %s)", _VARIABLES)}
         return [
             Finding(Level.OK, "source", "server", _server_name(s.version())),
             *_binlog_findings(variables),
             _server_id(variables.get("server_id", "0"), config.connector.server_id),
+            _sql_mode(variables.get("sql_mode", "")),
             *self._privileges(config.source.database),
             *self._tables(config),
             *self._mariadb_only_types(config),
@@ -256,6 +257,19 @@ def _binlog_findings(variables: dict[str, str]) -> list[Finding]:
             found.append(Finding(Level.ERROR, "source", name, f"is {value}; the connector needs {wanted}",
                                  f"SET GLOBAL {name} = {wanted} and set it in the server's config file"))
     return found
+
+
+def _sql_mode(value: str) -> Finding:
+    """ALLOW_INVALID_DATES lets the source hold dates such as 2020-02-31: the connector's task stops on
+    such a value in the binlog, and PostgreSQL (or a strict MySQL target) refuses it in the copy."""
+    modes = {m.strip().upper() for m in value.split(",") if m.strip()}
+    if "ALLOW_INVALID_DATES" in modes:
+        return Finding(Level.WARNING, "source", "sql_mode",
+                       "has ALLOW_INVALID_DATES: a date such as 2020-02-31 stops the connector's task when it is "
+                       "written and is refused by the target in the copy",
+                       "remove ALLOW_INVALID_DATES from the global sql_mode (and from the applications' sessions); "
+                       "find such values with WHERE d IS NOT NULL AND DAYOFMONTH(d) > DAYOFMONTH(LAST_DAY(d))")
+    return Finding(Level.OK, "source", "sql_mode", "invalid dates are refused (no ALLOW_INVALID_DATES)")
 
 
 def _server_id(server_value: str, connector_id: int) -> Finding:

@@ -7,7 +7,7 @@ import json
 
 from replicator.config import MigrationConfig, parse_config
 from replicator.dialects.base import PresentTable
-from replicator.dialects.mysql_preflight import _binlog_findings, _server_id
+from replicator.dialects.mysql_preflight import _binlog_findings, _server_id, _sql_mode
 from replicator.dialects.postgres_preflight import _table_findings, _wal_level
 from replicator.errors import ServiceUnreachableError
 from replicator.model import Finding, Level, TableId
@@ -151,3 +151,7 @@ def test_mysql_rules() -> None:
     assert _server_id("5400", 5400).level is Level.ERROR
     assert "connector.server_id" in (_server_id("5400", 5400).fix or "")
     assert _server_id("0", 5400).level is Level.ERROR
+    assert _sql_mode("STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION").level is Level.OK
+    assert _sql_mode("").level is Level.OK
+    loose = _sql_mode("ALLOW_INVALID_DATES,NO_ENGINE_SUBSTITUTION")
+    assert loose.level is Level.WARNING and "2020-02-31" in loose.message
