@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pymysql
@@ -130,10 +131,10 @@ def base_tables(cur: Any, database: str) -> list[tuple[str, str, bool]]:
     return [(str(name), str(engine), str(name) in keyed) for name, engine in cur.fetchall()]
 
 
-def key_positions(cur: Any, table: TableId) -> dict[str, int]:
-    """The primary key's columns of `table` and their positions in it (1, 2…)."""
-    cur.execute(_KEY_POSITIONS, (table.schema, table.name))
-    return {str(n): int(p) for n, p in cur.fetchall()}
+def key_positions(rows: Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]], table: TableId) -> dict[str, int]:
+    """The primary key's columns of `table` and their positions in it (1, 2…), read by the caller's
+    `rows(query, params)` (its errors are the caller's)."""
+    return {str(n): int(p) for n, p in rows(_KEY_POSITIONS, (table.schema, table.name))}
 
 
 class MySQLCatalog:

@@ -18,7 +18,7 @@ import pymysql
 from replicator.canonical import PREFIXED, Checksum, ColumnRule, Family, same_scale
 from replicator.config import Endpoint
 from replicator.dialects.base import HashedTable, SnapshotPoint
-from replicator.dialects.mysql import connect
+from replicator.dialects.mysql import connect, key_positions
 from replicator.dialects.mysql_snapshot import SPATIAL_TYPES, _ident, _key_expr, _table, range_condition
 from replicator.dialects.mysql_values import event_converter
 from replicator.errors import ReconcileError
@@ -209,9 +209,7 @@ class MySQLHashSide:
         json_checked = set() if not self._mariadb else {str(r[0]) for r in self._rows(  # MariaDB's JSON
             "SELECT CONSTRAINT_NAME FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = %s"
             " AND TABLE_NAME = %s AND CHECK_CLAUSE LIKE 'json_valid(%%'", (table.schema, table.name))}
-        positions = {str(r[0]): int(r[1]) for r in self._rows(
-            "SELECT COLUMN_NAME, SEQ_IN_INDEX FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s"
-            " AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY'", (table.schema, table.name))}
+        positions = key_positions(self._rows, table)
         # a text column in another character set than utf8mb4 says so in its type: it is converted
         # before hashing (PostgreSQL hashes UTF-8); a utf8mb4 one is hashed as it is
         columns = [(str(n), "json" if str(n) in json_checked else str(t).lower() + (

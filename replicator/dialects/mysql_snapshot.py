@@ -190,8 +190,7 @@ class MySQLSnapshotSource:
         if engine.lower() != "innodb":
             raise SnapshotError(f"source table {table} uses the {engine} engine: only InnoDB tables can be copied"
                                 " in a consistent snapshot", hint=f"ALTER TABLE {table} ENGINE=InnoDB, or exclude it")
-        with self._conn.cursor() as cur:
-            positions = key_positions(cur, table)
+        positions = key_positions(self._rows, table)
         columns = tuple((str(n), str(ct).lower()) for n, ct, _ in rows)
         keyed = sorted((positions[str(n)], str(n), str(dt).lower()) for n, _, dt in rows if str(n) in positions)
         return SourceShape(table, columns, tuple(n for _, n, _ in keyed), tuple(_kind(dt) for _, _, dt in keyed),
@@ -286,13 +285,13 @@ class MySQLSnapshotSource:
             expr, values = render(name, column_type, data_type, transfer.target_types.get(name, ""))
             parts.append(expr)
             params.extend(values)
-        where, bounds = range_condition(shape.key, shape.chunk_kinds, low, high)
         line = f"CONCAT_WS(%s, {', '.join(parts)})"
         if shape.chunk_kinds == ("int",):
             width = max(1, self._row_length(shape.table))
             group = max(1, min(10_000, _GROUP_BYTES // width))
             return (yield from self._runs(shape, f"CAST(GROUP_CONCAT({line} SEPARATOR '\\n') AS BINARY), COUNT(*)",
                                           params, (low, high), group))
+        where, bounds = range_condition(shape.key, shape.chunk_kinds, low, high)
         cursor = self._conn.cursor(pymysql.cursors.SSCursor)
         try:
             cursor.execute(f"SELECT CAST({line} AS BINARY) FROM {_table(shape.table)} WHERE {where}",

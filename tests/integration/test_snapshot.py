@@ -14,6 +14,7 @@ import itertools
 import random
 import threading
 import time
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -472,6 +473,16 @@ def test_hostile_identifiers_through_translation_and_chunked_copy(pair: str, sta
         s.cleanup()
 
 
+def drain(stream: Generator[Any, None, int]) -> tuple[bytes, int]:
+    """A source stream's blocks joined, and the row count it returned."""
+    data = bytearray()
+    try:
+        while True:
+            data += next(stream)
+    except StopIteration as end:
+        return bytes(data), int(end.value)
+
+
 def test_a_stream_abandoned_half_way_leaves_the_snapshot_usable(pg_scenario: Scenario) -> None:
     """A chunk whose load fails is copied again on the same source connection, in the same snapshot."""
     from replicator.config import load_config
@@ -494,13 +505,8 @@ def test_a_stream_abandoned_half_way_leaves_the_snapshot_usable(pg_scenario: Sce
         first = worker.stream(shape, shape.names, None, None, transfer)
         assert len(next(first)) >= 1 << 20  # one block of ~1 MB, then abandoned
         first.close()
-        again = worker.stream(shape, shape.names, None, None, transfer)
-        data = bytearray()
-        try:
-            while True:
-                data += next(again)
-        except StopIteration as end:
-            assert end.value == 20000
+        data, count = drain(worker.stream(shape, shape.names, None, None, transfer))
+        assert count == 20000
         assert data.count(b"\n") == 20000
         assert worker.count(TableId(ns, "big")) == 20000
     finally:
@@ -537,14 +543,8 @@ def test_mariadb_runs_of_dense_and_sparse_integer_keys_stream_every_row_of_a_chu
                                                 None]
         seen: list[int] = []
         for low, high in itertools.pairwise(bounds):
-            stream = worker.stream(shape, shape.names, low, high, transfer)
-            data = bytearray()
-            try:
-                while True:
-                    data += next(stream)
-            except StopIteration as end:
-                count = end.value
-            lines = [line.split(b"\t") for line in bytes(data).split(b"\n") if line]
+            data, count = drain(worker.stream(shape, shape.names, low, high, transfer))
+            lines = [line.split(b"\t") for line in data.split(b"\n") if line]
             ids = [int(k) for k, _ in lines]
             assert count == len(ids), (low, high)
             assert all((low is None or k >= low[0]) and (high is None or k < high[0]) for k in ids), (low, high)
