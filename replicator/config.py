@@ -1,10 +1,11 @@
-"""The migration config: one YAML file, every key declared once here (type, default, doc).
+"""The migration config: one YAML file, every key declared once here (parser, default, doc).
 
 Each key can be overridden by an environment variable `REPLICATOR_<SECTION>__<KEY>` (double
 underscore between levels, e.g. `REPLICATOR_SOURCE__PASSWORD`, `REPLICATOR_KAFKA__BOOTSTRAP_SERVERS`).
-The file and the overrides are validated together at load; any problem becomes a `ConfigError`
-whose one line names the key, what was wrong and the expected form. Passwords are `SecretStr`: they
-print as `**********` and are revealed only where a driver needs them (`Endpoint.secret()`).
+The file and the overrides are validated together at load (`replicator.sections`); any problem
+becomes a `ConfigError` whose one line names the key, what was wrong and the expected form.
+Passwords are `Secret`s: they print as `**********` and are revealed only where a driver needs them
+(`Endpoint.secret()`).
 """
 
 from __future__ import annotations
@@ -16,21 +17,30 @@ import re
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
 
 from replicator.errors import ConfigError
 from replicator.model import TableId
+from replicator.sections import (
+    Key,
+    Problem,
+    Problems,
+    Section,
+    choice,
+    integer,
+    mapping,
+    number,
+    optional,
+    path,
+    scalar,
+    scalar_text,
+    secret,
+    section,
+    text,
+    texts,
+)
 
 ENV_PREFIX = "REPLICATOR_"
 ENV_CONFIG_FILE = "REPLICATOR_CONFIG"
@@ -49,54 +59,37 @@ _ENGINE_ALIASES = {
     "mariadb": Engine.MYSQL,
 }
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-Port = Annotated[int, Field(ge=1, le=65535, description="a TCP port, 1-65535")]
+_NAME = r"^[A-Za-z0-9_.-]+$"
+_PG_NAME = r"^[a-z0-9_]{1,63}$"
 
 
-class Endpoint(_Section):
+class Endpoint(Section):
     """One database server and database, as the source or the target."""
 
-    engine: Engine = Field(description="postgres, or mysql (also for MariaDB)")
-    host: str = Field(min_length=1, description="a host name or IP address")
-    port: Port
-    database: str = Field(min_length=1, description="the database name")
-    user: str = Field(min_length=1, description="the user name")
-    password: SecretStr | None = Field(default=None, description="the password (or use password_file)")
-    password_file: Path | None = Field(
-        default=None, description="a file whose first line is the password (instead of password)"
-    )
+    engine = Key(choice(Engine, _ENGINE_ALIASES, what="engine"), "postgres, or mysql (also for MariaDB)")
+    host = Key(text(min_length=1), "a host name or IP address")
+    port = Key(integer(ge=1, le=65535), "a TCP port, 1-65535")
+    database = Key(text(min_length=1), "the database name")
+    user = Key(text(min_length=1), "the user name")
+    password = Key(optional(secret), "the password (or use password_file)", default=None)
+    password_file = Key(optional(path), "a file whose first line is the password (instead of password)",
+                        default=None)
 
-    @field_validator("engine", mode="before")
-    @classmethod
-    def _engine_alias(cls, value: object) -> object:
-        if isinstance(value, str):
-            found = _ENGINE_ALIASES.get(value.strip().lower())
-            if found is None:
-                raise ValueError(f"unknown engine {value!r}")
-            return found
-        return value
-
-    @model_validator(mode="after")
-    def _one_password_source(self) -> Endpoint:
+    def check(self) -> None:
         if self.password is not None and self.password_file is not None:
             raise ValueError("give either password or password_file, not both")
-        return self
 
     def secret(self) -> str:
         """The password, read from password_file when that is set. Never log the result."""
         if self.password_file is not None:
             try:
-                text = self.password_file.read_text(encoding="utf-8")
+                found = self.password_file.read_text(encoding="utf-8")
             except OSError as exc:
                 raise ConfigError(
                     f"cannot read password_file {self.password_file}: {exc.strerror}",
                     hint="point it at a readable file whose first line is the password",
                 ) from None
-            return text.splitlines()[0] if text else ""
+            return found.splitlines()[0] if found else ""
         return self.password.get_secret_value() if self.password is not None else ""
 
     def describe(self) -> str:
@@ -104,47 +97,36 @@ class Endpoint(_Section):
         return f"{self.engine.value}://{self.user}@{self.host}:{self.port}/{self.database}"
 
 
-class KafkaSettings(_Section):
-    bootstrap_servers: str = Field(min_length=1, description="host:port[,host:port...] of the brokers")
-    topic_prefix: str = Field(
-        default="replicator",
-        pattern=r"^[A-Za-z0-9_.-]+$",
-        description="Debezium topic.prefix: letters, digits, '.', '_' or '-'",
-    )
-    replication_factor: int = Field(
-        default=-1, ge=-1, le=32767, description="replication factor of topics we create (-1: broker default)"
-    )
-    options: dict[str, str | int | float | bool] = Field(
-        default_factory=dict,
-        description="librdkafka client options passed through, e.g. security.protocol, sasl.*, ssl.*",
-    )
+class KafkaSettings(Section):
+    bootstrap_servers = Key(text(min_length=1), "host:port[,host:port...] of the brokers")
+    topic_prefix = Key(text(pattern=_NAME), "Debezium topic.prefix: letters, digits, '.', '_' or '-'",
+                       default="replicator")
+    replication_factor = Key(integer(ge=-1, le=32767),
+                             "replication factor of topics we create (-1: broker default)", default=-1)
+    options = Key(mapping(scalar),
+                  "librdkafka client options passed through, e.g. security.protocol, sasl.*, ssl.*",
+                  factory=dict[str, str | int | float | bool])
 
     def client_options(self) -> dict[str, str | int | float | bool]:
         """Options for a confluent-kafka client: the pass-through options plus the brokers."""
         return {**self.options, "bootstrap.servers": self.bootstrap_servers}
 
 
-class ConnectSettings(_Section):
-    url: str = Field(pattern=r"^https?://\S+$", description="the Kafka Connect REST URL, http(s)://host:port")
-    request_timeout_s: float = Field(default=10.0, gt=0, description="seconds for one REST call")
-    ready_timeout_s: float = Field(
-        default=120.0, gt=0, description="seconds to wait for a connector and its tasks to be RUNNING"
-    )
+class ConnectSettings(Section):
+    url = Key(text(pattern=r"^https?://\S+$"), "the Kafka Connect REST URL, http(s)://host:port")
+    request_timeout_s = Key(number(gt=0), "seconds for one REST call", default=10.0)
+    ready_timeout_s = Key(number(gt=0), "seconds to wait for a connector and its tasks to be RUNNING",
+                          default=120.0)
 
 
-class TableSelection(_Section):
-    include: list[str] = Field(
-        default_factory=lambda: ["*"],
-        description="glob patterns over schema.table (a pattern without a dot matches table names)",
-    )
-    exclude: list[str] = Field(default_factory=list, description="glob patterns to leave out")
-    rename: dict[str, str] = Field(
-        default_factory=dict, description="source schema.table -> target schema.table"
-    )
-    target_schema: str | None = Field(
-        default=None,
-        description="target schema (PostgreSQL) or database (MySQL) for every table (default: the source's name)",
-    )
+class TableSelection(Section):
+    include = Key(texts, "glob patterns over schema.table (a pattern without a dot matches table names)",
+                  factory=lambda: ["*"])
+    exclude = Key(texts, "glob patterns to leave out", factory=list[str])
+    rename = Key(mapping(scalar_text), "source schema.table -> target schema.table", factory=dict[str, str])
+    target_schema = Key(optional(text(min_length=1)),
+                        "target schema (PostgreSQL) or database (MySQL) for every table (default: the source's name)",
+                        default=None)
 
     def target_for(self, schema: str, table: str) -> tuple[str, str]:
         """Where a source table's rows go: a rename, else the same name (in target_schema if set)."""
@@ -166,35 +148,22 @@ def _glob(pattern: str, qualified: str) -> bool:
     return fnmatch.fnmatchcase(qualified, full)
 
 
-class ConnectorSettings(_Section):
-    name: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9_.-]+$",
-        description="the Kafka Connect connector name (default: <topic_prefix>-source)",
-    )
-    slot_name: str | None = Field(
-        default=None,
-        pattern=r"^[a-z0-9_]{1,63}$",
-        description="PostgreSQL replication slot: lower-case letters, digits, '_' (default: from topic_prefix)",
-    )
-    publication_name: str | None = Field(
-        default=None,
-        pattern=r"^[a-z0-9_]{1,63}$",
-        description="PostgreSQL publication name (default: from topic_prefix)",
-    )
-    server_id: int = Field(
-        default=5400, ge=1, le=4294967295, description="MySQL/MariaDB replica server id, unique on the server"
-    )
-    heartbeat_interval_ms: int = Field(default=2000, ge=100, description="Debezium heartbeat interval")
-    keep_alive_interval_ms: int = Field(
-        default=5000, ge=100, description="MySQL connector keep-alive (idle heartbeats follow it)"
-    )
-    history_file: str | None = Field(
-        default=None, description="MySQL schema history file on the Connect worker (default: Kafka topic)"
-    )
-    overrides: dict[str, str] = Field(
-        default_factory=dict, description="extra Debezium settings, applied last"
-    )
+class ConnectorSettings(Section):
+    name = Key(optional(text(pattern=_NAME)),
+               "the Kafka Connect connector name (default: <topic_prefix>-source)", default=None)
+    slot_name = Key(optional(text(pattern=_PG_NAME)),
+                    "PostgreSQL replication slot: lower-case letters, digits, '_' (default: from topic_prefix)",
+                    default=None)
+    publication_name = Key(optional(text(pattern=_PG_NAME)),
+                           "PostgreSQL publication name (default: from topic_prefix)", default=None)
+    server_id = Key(integer(ge=1, le=4294967295),
+                    "MySQL/MariaDB replica server id, unique on the server", default=5400)
+    heartbeat_interval_ms = Key(integer(ge=100), "Debezium heartbeat interval", default=2000)
+    keep_alive_interval_ms = Key(integer(ge=100), "MySQL connector keep-alive (idle heartbeats follow it)",
+                                 default=5000)
+    history_file = Key(optional(text(min_length=1)),
+                       "MySQL schema history file on the Connect worker (default: Kafka topic)", default=None)
+    overrides = Key(mapping(scalar_text), "extra Debezium settings, applied last", factory=dict[str, str])
 
 
 class ErrorPolicy(StrEnum):
@@ -207,22 +176,19 @@ class SchemaEvolution(StrEnum):
     FAIL = "fail"
 
 
-class ApplySettings(_Section):
-    group_id: str | None = Field(default=None, description="consumer group (default: <topic_prefix>-apply)")
-    batch_max_events: int = Field(default=5000, ge=1, description="events per target transaction, at most")
-    batch_max_wait_ms: int = Field(default=200, ge=0, description="longest wait to fill a batch")
-    error_policy: ErrorPolicy = Field(default=ErrorPolicy.HALT, description="halt or dead-letter")
-    dead_letter_topic: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9_.-]+$",
-        description="topic for events that failed for good (default: replicator-dlq.<topic_prefix>)",
-    )
-    schema_evolution: SchemaEvolution = Field(
-        default=SchemaEvolution.ADD, description="a column new in the events: add it to the target, or fail"
-    )
-    session_timeout_ms: int = Field(default=10000, ge=1000, description="consumer group session timeout")
-    max_poll_interval_ms: int = Field(
-        default=300000, ge=1000, description="longest time between polls before the group evicts an instance"
-    )
+class ApplySettings(Section):
+    group_id = Key(optional(text(min_length=1)), "consumer group (default: <topic_prefix>-apply)", default=None)
+    batch_max_events = Key(integer(ge=1), "events per target transaction, at most", default=5000)
+    batch_max_wait_ms = Key(integer(ge=0), "longest wait to fill a batch", default=200)
+    error_policy = Key(choice(ErrorPolicy), "halt or dead-letter", default=ErrorPolicy.HALT)
+    dead_letter_topic = Key(optional(text(pattern=_NAME)),
+                            "topic for events that failed for good (default: replicator-dlq.<topic_prefix>)",
+                            default=None)
+    schema_evolution = Key(choice(SchemaEvolution),
+                           "a column new in the events: add it to the target, or fail", default=SchemaEvolution.ADD)
+    session_timeout_ms = Key(integer(ge=1000), "consumer group session timeout", default=10000)
+    max_poll_interval_ms = Key(integer(ge=1000),
+                               "longest time between polls before the group evicts an instance", default=300000)
 
 
 class ForeignKeyTiming(StrEnum):
@@ -230,66 +196,62 @@ class ForeignKeyTiming(StrEnum):
     CUTOVER = "cutover"
 
 
-class SnapshotSettings(_Section):
-    workers: int = Field(default=2, ge=1, le=64, description="parallel copy workers")
-    chunk_rows: int = Field(default=100_000, ge=1, description="rows per chunk, about")
-    max_mb_per_s: float | None = Field(
-        default=None, gt=0, description="throttle: at most this many MB/s read from the source (default: no limit)"
+class SnapshotSettings(Section):
+    workers = Key(integer(ge=1, le=64), "parallel copy workers", default=2)
+    chunk_rows = Key(integer(ge=1), "rows per chunk, about", default=100_000)
+    max_mb_per_s = Key(optional(number(gt=0)),
+                       "throttle: at most this many MB/s read from the source (default: no limit)", default=None)
+    index_memory_mb = Key(
+        integer(ge=1, le=2_000_000),
+        "PostgreSQL targets: maintenance_work_mem (MB) of each primary key and index built after the load "
+        "(one build per worker may run at once; the server's default, 64 MB, sorts 2M keys on disk)",
+        default=256,
     )
-    index_memory_mb: int = Field(
-        default=256, ge=1, le=2_000_000,
-        description="PostgreSQL targets: maintenance_work_mem (MB) of each primary key and index built after "
-                    "the load (one build per worker may run at once; the server's default, 64 MB, sorts 2M keys "
-                    "on disk)",
-    )
-    foreign_keys: ForeignKeyTiming = Field(
+    foreign_keys = Key(
+        choice(ForeignKeyTiming),
+        "when target foreign keys are created: after-load (once the snapshot is loaded) or cutover",
         default=ForeignKeyTiming.AFTER_LOAD,
-        description="when target foreign keys are created: after-load (once the snapshot is loaded) or cutover",
     )
-    column_types: dict[str, str] = Field(
-        default_factory=dict,
-        description="source schema.table.column -> target column type, instead of the translated one "
-                    "(e.g. json for a PostgreSQL array going to MySQL)",
-    )
-
-
-class ReconcileSettings(_Section):
-    workers: int = Field(default=1, ge=1, le=32,
-                         description="chunks hashed at once (each hashes its source and target side at once)")
-    chunk_rows: int = Field(default=100_000, ge=100, description="rows per chunk to start with (then adapted)")
-    chunk_seconds: float = Field(default=0.5, gt=0, description="integer keys: chunks sized to take about this long")
-    leaf_rows: int = Field(default=2000, ge=1, description="a differing range this small is compared row by row")
-    max_reported: int = Field(default=1000, ge=1, description="differing rows listed per table (all are counted)")
-    rechecks: int = Field(default=5, ge=1, description="anchored rechecks of a changing chunk before it is "
-                          "reported as unsettled")
-    interval_s: float = Field(default=300.0, gt=0, description="serve --reconcile: seconds between the end of "
-                              "a pass and the start of the next")
-
-
-class MetricsSettings(_Section):
-    address: str = Field(
-        default="127.0.0.1:9102",
-        pattern=r"^[^:\s]*:\d{1,5}$",
-        description="host:port where /metrics is served",
+    column_types = Key(
+        mapping(scalar_text),
+        "source schema.table.column -> target column type, instead of the translated one "
+        "(e.g. json for a PostgreSQL array going to MySQL)",
+        factory=dict[str, str],
     )
 
 
-class MigrationConfig(_Section):
-    source: Endpoint
-    target: Endpoint
-    kafka: KafkaSettings
-    connect: ConnectSettings
-    tables: TableSelection = Field(default_factory=TableSelection)
-    connector: ConnectorSettings = Field(default_factory=ConnectorSettings)
-    apply: ApplySettings = Field(default_factory=ApplySettings)
-    snapshot: SnapshotSettings = Field(default_factory=SnapshotSettings)
-    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
-    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
-    state_schema: str = Field(
-        default="replicator",
-        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
-        description="our state schema in the target: lower-case letters, digits, '_'",
-    )
+class ReconcileSettings(Section):
+    workers = Key(integer(ge=1, le=32),
+                  "chunks hashed at once (each hashes its source and target side at once)", default=1)
+    chunk_rows = Key(integer(ge=100), "rows per chunk to start with (then adapted)", default=100_000)
+    chunk_seconds = Key(number(gt=0), "integer keys: chunks sized to take about this long", default=0.5)
+    leaf_rows = Key(integer(ge=1), "a differing range this small is compared row by row", default=2000)
+    max_reported = Key(integer(ge=1), "differing rows listed per table (all are counted)", default=1000)
+    rechecks = Key(integer(ge=1),
+                   "anchored rechecks of a changing chunk before it is reported as unsettled", default=5)
+    interval_s = Key(number(gt=0),
+                     "serve --reconcile: seconds between the end of a pass and the start of the next",
+                     default=300.0)
+
+
+class MetricsSettings(Section):
+    address = Key(text(pattern=r"^[^:\s]*:\d{1,5}$"), "host:port where /metrics is served",
+                  default="127.0.0.1:9102")
+
+
+class MigrationConfig(Section):
+    source = Key(section(Endpoint))
+    target = Key(section(Endpoint))
+    kafka = Key(section(KafkaSettings))
+    connect = Key(section(ConnectSettings))
+    tables = Key(section(TableSelection), factory=TableSelection)
+    connector = Key(section(ConnectorSettings), factory=ConnectorSettings)
+    apply = Key(section(ApplySettings), factory=ApplySettings)
+    snapshot = Key(section(SnapshotSettings), factory=SnapshotSettings)
+    reconcile = Key(section(ReconcileSettings), factory=ReconcileSettings)
+    metrics = Key(section(MetricsSettings), factory=MetricsSettings)
+    state_schema = Key(text(pattern=r"^[a-z_][a-z0-9_]{0,62}$"),
+                       "our state schema in the target: lower-case letters, digits, '_'", default="replicator")
 
     @property
     def watermark_table(self) -> TableId:
@@ -365,9 +327,9 @@ def parse_config(text: str, environ: Mapping[str, str], origin: str = "config") 
         raise ConfigError(f"{origin}: the top level must be a mapping of sections (source, target, ...)")
     merged = _apply_env_overrides(raw, environ)
     try:
-        return MigrationConfig.model_validate(merged)
-    except ValidationError as exc:
-        raise ConfigError(_describe_validation_error(exc, origin)) from None
+        return MigrationConfig(**{str(name): value for name, value in merged.items()})
+    except Problems as exc:
+        raise ConfigError(_describe(exc.problems, origin)) from None
 
 
 def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -378,7 +340,7 @@ def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dic
         if not name.startswith(ENV_PREFIX):
             continue
         path = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
-        if path[0] not in MigrationConfig.model_fields:
+        if path[0] not in MigrationConfig.keys:
             continue
         node = merged
         for part in path[:-1]:
@@ -410,74 +372,66 @@ def _env_value(text: str) -> Any:
     return text
 
 
-def _describe_validation_error(exc: ValidationError, origin: str) -> str:
-    first = exc.errors()[0]
-    loc = [str(p) for p in first["loc"]]
+def _describe(problems: list[Problem], origin: str) -> str:
+    first = problems[0]
+    loc = list(first.loc)
     key = ".".join(loc) or "(top level)"
-    kind = first["type"]
-    more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+    more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
     env_name = ENV_PREFIX + "__".join(p.upper() for p in loc)
-    if kind == "extra_forbidden":
+    if first.kind == "unknown":
         known = _known_keys(loc[:-1])
         close = difflib.get_close_matches(loc[-1], known, n=1)
         suggestion = f"did you mean {close[0]!r}?" if close else f"known keys here: {', '.join(known)}"
         return f"{origin}: unknown key {key!r}; {suggestion}{more}"
     expected = _expected_form(loc)
-    if kind == "missing":
+    if first.kind == "missing":
         return f"{origin}: missing key {key!r}; expected {expected} (or set {env_name}){more}"
-    got = first.get("input")
-    shown = "<hidden>" if _is_secret(loc) else repr(got)
-    message = first["msg"].removeprefix("Value error, ")
-    return f"{origin}: {key}: {message} (got {shown}); expected {expected}{more}"
+    if first.kind == "rule":
+        return f"{origin}: {key}: {first.message}{more}"
+    shown = "<hidden>" if _is_secret(loc) else repr(first.value)
+    return f"{origin}: {key}: {first.message} (got {shown}); expected {expected}{more}"
 
 
 def _is_secret(loc: list[str]) -> bool:
     return any("password" in p or "secret" in p or "sasl" in p for p in loc)
 
 
-def _model_at(loc: list[str]) -> type[BaseModel] | None:
-    model: type[BaseModel] = MigrationConfig
+def _section_at(loc: list[str]) -> type[Section] | None:
+    found: type[Section] | None = MigrationConfig
     for part in loc:
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-        else:
-            return None
-    return model
+        key = found.keys.get(part) if found is not None else None
+        found = key.section if key is not None else None
+    return found
 
 
 def _known_keys(loc: list[str]) -> list[str]:
-    model = _model_at(loc)
-    return sorted(model.model_fields) if model is not None else []
+    found = _section_at(loc)
+    return sorted(found.keys) if found is not None else []
 
 
 def _expected_form(loc: list[str]) -> str:
-    if not loc:
+    """The doc of the key at `loc`, or of the mapping key that holds it (e.g. kafka.options.x)."""
+    section: type[Section] | None = MigrationConfig
+    key: Key[Any] | None = None
+    for part in loc:
+        if section is None:
+            break
+        key = section.keys.get(part)
+        if key is None:
+            return "a valid value"
+        section = key.section
+    if key is None:
         return "a mapping"
-    parent = _model_at(loc[:-1])
-    if parent is None:
-        return "a valid value"
-    field = parent.model_fields.get(loc[-1])
-    if field is None:
-        return "a valid value"
-    if field.description:
-        return field.description
-    annotation = field.annotation
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        keys = ", ".join(sorted(annotation.model_fields))
-        return f"a section with keys {keys}"
+    if key.doc:
+        return key.doc
+    if key.section is not None:
+        return f"a section with keys {', '.join(sorted(key.section.keys))}"
     return "a valid value"
 
 
 def redacted(config: MigrationConfig) -> dict[str, Any]:
     """The config as plain data with every secret replaced: safe to print or serve."""
-    data = config.model_dump(mode="json")
-    for section in ("source", "target"):
-        if data[section].get("password") is not None:
-            data[section]["password"] = "**********"  # noqa: S105 - the mask, not a password
+    data = config.dump()
     options = data["kafka"]["options"]
     for name in list(options):
         if any(word in name.lower() for word in ("password", "secret", "key", "token", "jaas")):

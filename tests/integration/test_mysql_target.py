@@ -10,7 +10,6 @@ from typing import Any
 
 import pymysql
 import pytest
-from pydantic import SecretStr
 
 from replicator.config import Endpoint
 from replicator.dialects import mysql_target
@@ -43,7 +42,7 @@ class Box:
 
     def new_writer(self, state: str | None = None) -> MySQLTargetWriter:
         endpoint = Endpoint(engine="mysql", host=self.db.host, port=self.db.port, database=self.name,
-                            user=self.db.user, password=SecretStr(self.db.password))
+                            user=self.db.user, password=self.db.password)
         writer = MySQLTargetWriter(endpoint, state or self.state)
         self.writers.append(writer)
         self.databases.append(state or self.state)

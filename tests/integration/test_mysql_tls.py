@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from pydantic import SecretStr
 
 from replicator.config import Endpoint, Engine
 from replicator.dialects.mysql import _Connection, connect
@@ -44,7 +43,7 @@ def tls_server() -> Iterator[Endpoint]:
     proc = ProcessRecord.from_json(json.loads(started.stdout.splitlines()[-1]))
     try:
         yield Endpoint(engine=Engine.MYSQL, host="127.0.0.1", port=port, database="app", user="replicator",
-                       password=SecretStr(password))
+                       password=password)
     finally:
         proc.stop()
         shutil.rmtree(directory, ignore_errors=True)

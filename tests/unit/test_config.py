@@ -157,3 +157,52 @@ def test_snapshot_foreign_keys_and_column_types() -> None:
     assert config.snapshot.column_types == {"public.t.tags": "json"}
     line = error_of(VALID + "snapshot: {foreign_keys: later}")
     assert "snapshot.foreign_keys" in line and "after-load" in line
+
+
+def test_secret_in_a_pass_through_option_is_hidden_in_errors() -> None:
+    options = "options: {sasl.password: [pw9], linger.ms: 5}"
+    line = error_of(VALID.replace("topic_prefix: shop}", f"topic_prefix: shop, {options}}}"))
+    assert line.startswith("cfg.yaml: kafka.options.sasl.password:")
+    assert "pw9" not in line
+
+
+def test_password_and_password_file_rule_shows_no_password(tmp_path: Path) -> None:
+    text = VALID.replace("password: s3cret-src", f"password: s3cret-src, password_file: {tmp_path}/p")
+    assert "s3cret-src" not in error_of(text)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("port: true", "should be an integer, not true/false"),
+    ("password: 1.50", "should be text (quote it in YAML)"),
+])
+def test_booleans_are_not_numbers_and_numbers_are_not_passwords(text: str, expected: str) -> None:
+    line = error_of(VALID.replace("port: 5432" if "port" in text else "password: s3cret-src", text))
+    assert expected in line
+
+
+def test_a_section_that_is_not_a_mapping() -> None:
+    line = error_of(VALID + "snapshot: 3\n")
+    assert line.startswith("cfg.yaml: snapshot: should be a section")
+    assert "workers" in line
+
+
+def test_every_problem_is_counted() -> None:
+    line = error_of(VALID.replace("connect:", "conect:"))
+    assert "unknown key 'conect'; did you mean 'connect'?" in line
+    assert "(and 1 more problem(s))" in line  # connect itself is missing
+
+
+def test_environment_values_are_parsed_as_their_keys_expect() -> None:
+    config = parse(VALID, REPLICATOR_SNAPSHOT__WORKERS="4", REPLICATOR_RECONCILE__CHUNK_SECONDS="0.25",
+                   REPLICATOR_TABLES__INCLUDE="app.x", REPLICATOR_APPLY__ERROR_POLICY="Dead-Letter")
+    assert config.snapshot.workers == 4
+    assert config.reconcile.chunk_seconds == 0.25
+    assert config.tables.include == ["app.x"]
+    assert config.apply.error_policy.value == "dead-letter"
+
+
+def test_a_loaded_config_is_read_only() -> None:
+    config = parse(VALID)
+    with pytest.raises(AttributeError, match="read-only"):
+        config.snapshot.workers = 3  # type: ignore[misc]
+    assert config == parse(VALID)
