@@ -95,13 +95,19 @@ class PostgresSnapshotTarget:
             # foreign key refers to the table (the key cannot go).
             restore = previous[0] if previous is not None and previous[0] is not None else None
             key = self._conn.execute(
-                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass"
-                " AND contype = 'p' AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.confrelid = %s::regclass)",
+                "SELECT conname, pg_get_indexdef(conindid), condeferrable, condeferred FROM pg_constraint"
+                " WHERE conrelid = %s::regclass AND contype = 'p'"
+                " AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.confrelid = %s::regclass)",
                 (regclass, regclass)).fetchone()
             if key is not None:
+                # added back as its unique index, then the constraint over that index: the index build
+                # holds a SHARE lock, so the table's row count runs beside it instead of after it (an
+                # ADD PRIMARY KEY would hold ACCESS EXCLUSIVE for the whole build); the columns stay
+                # NOT NULL, so attaching the index scans nothing
                 name = sql.Identifier(str(key[0]))
-                restore = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                    table, name, sql.SQL(str(key[1]))).as_string(self._conn)
+                timing = sql.SQL(" DEFERRABLE INITIALLY DEFERRED" if key[3] else " DEFERRABLE" if key[2] else "")
+                restore = sql.SQL("{}; ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}{}").format(
+                    sql.SQL(str(key[1])), table, name, name, timing).as_string(self._conn)
                 self._conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(table, name))
             self._conn.execute(
                 sql.SQL("INSERT INTO {}.snapshot_tables (source_table, target_table, plan, state, deferred_key)"

@@ -299,8 +299,9 @@ class SnapshotCopier:
 
     def _build_key(self, job: TableJob) -> None:
         """The primary key the table's load went without, built on a connection of its own. The count
-        of the same table takes turns with it (ALTER TABLE holds an ACCESS EXCLUSIVE lock; nothing else
-        writes the table while it is held, so either order counts the same rows)."""
+        of the same table runs beside it on PostgreSQL (the unique index is built under a SHARE lock,
+        then attached as the key) and takes turns with it elsewhere; nothing else writes the table
+        meanwhile, so either order counts the same rows."""
         if job.deferred_key is None:
             return
         target = snapshot_target_for(self._config.target, self._config.state_schema)
@@ -485,8 +486,8 @@ class _Proof(threading.Thread):
 
 class _Settler:
     """Settles each table as soon as its last chunk is committed, while the other tables still copy:
-    its target rows counted and its primary key built, each on a target connection of its own (the
-    two take turns on the key build's lock), several tables at once; its source rows counted in the
+    its target rows counted and its primary key built, each on a target connection of its own (at
+    once, or in turns where the key build locks reads out), several tables at once; its source rows counted in the
     coordinator's read view (on its one connection, one table at a time, on the `background` thread)
     when every chunk of the table was read at the coordinator's position."""
 
