@@ -452,6 +452,11 @@ class HashSide(Protocol):
         """Row count and hash sum of the range, in one query."""
         ...
 
+    def one_process(self, on: bool) -> None:
+        """Hash in one server process (on), or in as many as the server's settings allow (off: its
+        default). An engine whose queries always run in one thread does nothing."""
+        ...
+
     def split(self, t: HashedTable, low: tuple[Any, ...] | None, high: tuple[Any, ...] | None,
               every: int) -> list[tuple[Any, ...]]:
         """Key values cutting the range into runs of `every` rows."""

@@ -187,6 +187,9 @@ class MySQLHashSide:
     def close(self) -> None:
         self._conn.close()
 
+    def one_process(self, on: bool) -> None:
+        """A query runs in one thread here."""
+
     def family(self, type_name: str) -> Family:
         return family_of(type_name)
 

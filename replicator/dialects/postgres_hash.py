@@ -258,6 +258,9 @@ class PostgresHashSide:
     def close(self) -> None:
         self._conn.close()
 
+    def one_process(self, on: bool) -> None:
+        self._conn.execute("SET max_parallel_workers_per_gather = 0" if on else "RESET max_parallel_workers_per_gather")
+
     def family(self, type_name: str) -> Family:
         return family_of(type_name)
 

@@ -68,6 +68,9 @@ _PIECES = 16  # a differing range of another key is cut into this many pieces
 _MAX_PIECES = 4096  # pieces of an integer range hashed by one grouped query
 _LEAF_BATCH = 64  # ranges whose rows one query a side reads
 _MIN_CHUNK, _MAX_CHUNK = 1_000, 2_000_000
+# _Balance: chunks timed each way before choosing, a retry of the other way every so many chunks, and
+# the shortest chunk that counts
+_TRIALS, _RETRY, _TIMED_S = 1, 8, 0.1
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,8 @@ class _Sides:
             self.source.close()
             raise
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="reconcile-target")
+        parallel = [side for side in (self.source, self.target) if getattr(side, "parallel_sum", False)]
+        self.balance = _Balance(parallel[0] if len(parallel) == 1 else None)
 
     def both(self, source: Callable[[HashSide], Any], target: Callable[[HashSide], Any]) -> tuple[Any, Any]:
         future: Future[Any] = self._pool.submit(target, self.target)
@@ -164,6 +169,53 @@ class _Sides:
         self._pool.shutdown()
         self.source.close()
         self.target.close()
+
+
+class _Balance:
+    """Whether the one side that can spread a query over several processes (PostgreSQL, facing
+    MySQL/MariaDB whose query runs in one thread) does so, chosen by the rows per second of the
+    chunks hashed each way.
+
+    A chunk takes as long as its slower side. Where the two servers share a machine's few cores, the
+    parallel workers of one side take the CPU the other side's one thread needs: on 1M wide rows here,
+    both sides at once took 2.74 s with PostgreSQL's two workers and 2.22 s without, although
+    PostgreSQL alone is the slower side in one process. On separate machines the workers help when
+    PostgreSQL is the slower side. Neither can be told from here, so after a first chunk (caches,
+    worker start) the chunks alternate between the two ways until each has `_TRIALS` chunks long
+    enough to time; then the faster way is kept, and every `_RETRY`th chunk tries the other again.
+    Only speed depends on it: both ways hash the same rows.
+    """
+
+    def __init__(self, side: HashSide | None) -> None:
+        self._side = side
+        self._parallel = True  # the server's default
+        self._samples: dict[bool, list[tuple[int, float]]] = {True: [], False: []}
+        self._chunks = 0
+
+    def record(self, rows: int, seconds: float) -> None:
+        """A chunk hashed on both sides (its larger row count, the seconds its two queries took)."""
+        if self._side is None or seconds < _TIMED_S:
+            return
+        self._chunks += 1
+        if self._chunks > 1:
+            kept = self._samples[self._parallel]
+            kept.append((rows, seconds))
+            del kept[:-_TRIALS]
+        want = self._choose()
+        if want != self._parallel:
+            self._side.one_process(not want)
+            self._parallel = want
+
+    def _choose(self) -> bool:
+        parallel, serial = self._samples[True], self._samples[False]
+        if len(parallel) < _TRIALS or len(serial) < _TRIALS:
+            return len(serial) > len(parallel)  # one process first, then each way in turn
+        faster = _rate(parallel) >= _rate(serial)
+        return not faster if self._chunks % _RETRY == 0 else faster
+
+
+def _rate(samples: list[tuple[int, float]]) -> float:
+    return sum(rows for rows, _ in samples) / max(sum(seconds for _, seconds in samples), 1e-9)
 
 
 def same_text(family: Family, a: str | None, b: str | None) -> bool:
@@ -297,6 +349,8 @@ class TableCheck:
                 pieces = (by_piece, their_pieces)
         seconds = time.monotonic() - began
         rows = max(source.rows, target.rows)
+        if pieces is None:  # a chunk hashed once a side (not also by pieces)
+            self.sides.balance.record(rows, seconds)
         with self.lock:
             if width is not None:
                 self.differing = source != target

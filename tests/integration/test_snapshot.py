@@ -136,10 +136,16 @@ def assert_same(s: Scenario, proc: ApplyProcess) -> None:
                proc=proc)
     assert target_rows(s, f"SELECT count(*) FROM {ns}.nothing") == [(0,)]
     # the primary keys the load went without are back (a resumed copy adds them back too)
-    keys = target_rows(s, "SELECT c.relname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid"
-                          f" JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{ns}' AND k.contype = 'p'"
-                          " ORDER BY 1")
-    assert keys == [("items",), ("nothing",), ("pairs",), ("words",)], keys
+    assert_keys_back(s)
+
+
+def assert_keys_back(s: Scenario) -> None:
+    """The primary keys the load went without are back, as they were (name and definition)."""
+    keys = target_rows(s, "SELECT c.relname, k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k"
+                          " JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+                          f" WHERE n.nspname = '{s.namespace}' AND k.contype = 'p' ORDER BY 1")
+    assert keys == [("items", "items_pkey", "PRIMARY KEY (id)"), ("nothing", "nothing_pkey", "PRIMARY KEY (id)"),
+                    ("pairs", "pairs_pkey", "PRIMARY KEY (a, b)"), ("words", "words_pkey", "PRIMARY KEY (w)")], keys
 
 
 def ledger(s: Scenario) -> dict[str, tuple[str, int]]:
@@ -205,10 +211,7 @@ def test_a_target_table_dropped_after_a_killed_copy_is_copied_from_the_start(pg_
     for query in (f"SELECT * FROM {ns}.items ORDER BY id", f'SELECT * FROM {ns}.words ORDER BY w COLLATE "C"',
                   f"SELECT * FROM {ns}.pairs ORDER BY a, b", f"SELECT n, tag FROM {ns}.journal ORDER BY n, tag"):
         assert target_rows(s, query) == source_rows(s, query), query
-    keys = target_rows(s, "SELECT c.relname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid"
-                          f" JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{ns}' AND k.contype = 'p'"
-                          " ORDER BY 1")
-    assert keys == [("items",), ("nothing",), ("pairs",), ("words",)], keys
+    assert_keys_back(s)
 
 
 def _env() -> dict[str, str]:

@@ -13,7 +13,7 @@ from replicator.apply.gate import Cut, reconcile_gate, reconcile_gate_name, reco
 from replicator.canonical import HASH_MODULUS, PREFIXED, Checksum, Family, join_row, resolve
 from replicator.dialects import mysql_hash, postgres_hash
 from replicator.events import SourcePosition
-from replicator.reconcile.checker import _owner, _piece_rows, key_kind, same_text
+from replicator.reconcile.checker import _RETRY, _Balance, _owner, _piece_rows, key_kind, same_text
 from tests.unit.test_gate import ev, pg_event
 
 # (source engine, source type, target type) → the family the pair compares as; None: not comparable
@@ -156,3 +156,50 @@ def test_a_mysql_cut_is_a_binlog_position() -> None:
 def test_an_event_without_a_position_is_never_in_a_cut() -> None:
     cut: Any = Cut.of({"mysql": {"file": 2, "pos": 900}}, "shop.orders")
     assert not cut.applies(ev(None)) and not cut.beyond(ev(None))
+
+
+class _Side:
+    """A hash side that records how it was told to run."""
+
+    def __init__(self) -> None:
+        self.calls: list[bool] = []
+
+    def one_process(self, on: bool) -> None:
+        self.calls.append(on)
+
+
+def _run(balance: _Balance, side: _Side, rate: dict[bool, float], chunks: int) -> list[bool]:
+    """Each chunk timed at its way's rate (100k rows); returns the ways the chunks ran."""
+    ways = []
+    for _ in range(chunks):
+        parallel = not side.calls[-1] if side.calls else True
+        ways.append(parallel)
+        balance.record(100_000, 100_000 / rate[parallel])
+    return ways
+
+
+@pytest.mark.parametrize("faster", [True, False])
+def test_the_balance_tries_both_ways_then_keeps_the_faster_and_retries_the_other(faster: bool) -> None:
+    side = _Side()
+    balance = _Balance(side)  # type: ignore[arg-type]
+    ways = _run(balance, side, {faster: 400_000.0, not faster: 250_000.0}, 3 + 2 * _RETRY)
+    assert ways[:3] == [True, False, True]  # the first chunk warms up; then one process, then parallel
+    kept = ways[3:]
+    assert kept.count(faster) >= len(kept) - 2 and kept.count(not faster) >= 1  # kept, and tried again
+
+
+def test_the_balance_follows_a_change_of_speed() -> None:
+    side = _Side()
+    balance = _Balance(side)  # type: ignore[arg-type]
+    _run(balance, side, {True: 400_000.0, False: 250_000.0}, 3 + _RETRY)
+    ways = _run(balance, side, {True: 250_000.0, False: 400_000.0}, 2 * _RETRY)
+    assert ways[-_RETRY + 1:].count(False) >= _RETRY - 2
+
+
+def test_short_chunks_and_pairs_with_nothing_to_balance_change_nothing() -> None:
+    side = _Side()
+    balance = _Balance(side)  # type: ignore[arg-type]
+    for _ in range(20):
+        balance.record(10, 0.01)
+    assert side.calls == []
+    _Balance(None).record(100_000, 1.0)
