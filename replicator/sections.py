@@ -200,7 +200,7 @@ def text(*, min_length: int = 0, pattern: str | None = None) -> Callable[[object
         found = _text(value)
         if len(found) < min_length:
             raise ValueError("must not be empty" if min_length == 1 else f"needs at least {min_length} characters")
-        if matcher is not None and not matcher.search(found):
+        if matcher is not None and not matcher.fullmatch(found):  # ('$' alone would pass a final newline)
             raise ValueError(f"does not match {pattern}")
         return found
 

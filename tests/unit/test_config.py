@@ -206,3 +206,8 @@ def test_a_loaded_config_is_read_only() -> None:
     with pytest.raises(AttributeError, match="read-only"):
         config.snapshot.workers = 3  # type: ignore[misc]
     assert config == parse(VALID)
+
+
+def test_a_pattern_matches_the_whole_value() -> None:
+    line = error_of(VALID, REPLICATOR_KAFKA__TOPIC_PREFIX="shop\n")
+    assert line.startswith("cfg.yaml: kafka.topic_prefix: does not match")
