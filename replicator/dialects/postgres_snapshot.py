@@ -232,12 +232,13 @@ class PostgresSnapshotSource:
         try:
             while True:
                 size, data = get(1)
-                if size > 0:
+                while size > 0:  # every row buffered (the loop is the copy's CPU in our process)
                     block += data
-                    if len(block) >= _BLOCK_BYTES:
-                        yield block
-                        block = bytearray()
-                elif size == 0:  # nothing buffered: wait for the socket, then read what arrived
+                    size, data = get(1)
+                if len(block) >= _BLOCK_BYTES:
+                    yield block
+                    block = bytearray()
+                if size == 0:  # nothing buffered: wait for the socket, then read what arrived
                     select.select([socket], [], [])
                     pgconn.consume_input()
                 elif size == -1:  # the end of the COPY
