@@ -290,8 +290,17 @@ class PostgresTargetWriter:
 
     # -- catalog and DDL -----------------------------------------------------------------------
     def ensure_state(self) -> None:
-        for statement in _state_ddl(self._state):
-            self._conn.execute(statement)
+        # apply, snapshot and reconcile may start at once: CREATE … IF NOT EXISTS run by two sessions
+        # together fails in one of them (DuplicateTable), so they take turns under an advisory lock
+        # named for the state schema; each statement still commits on its own (no table lock is held
+        # across statements)
+        key = f"replicator state {self._state}"
+        self._conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+        try:
+            for statement in _state_ddl(self._state):
+                self._conn.execute(statement)
+        finally:
+            self._conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
     def describe(self, table: TableId) -> TargetTable | None:
         regclass = sql.Identifier(table.schema, table.name).as_string(self._conn)
