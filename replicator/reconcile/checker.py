@@ -8,7 +8,10 @@ Per table (the argument for each step is in replicator/reconcile/__init__.py):
    (empty unless rows were written meanwhile); other keys at split points the source gives every
    `chunk_rows` rows, the first range open below, the last above; a key of another type, or no key,
    is one chunk. Rows that exist only on the target are inside a chunk too;
-3. hash each chunk on both sides at once (count and sum of 64-bit row hashes, one query a side). A
+3. hash each chunk on both sides at once (count and sum of 64-bit row hashes, one query a side), one
+   chunk ahead: each side starts the next chunk's query when it is done with this one, so neither
+   waits for the other between chunks (1M wide rows, MariaDB→PostgreSQL, 150k-row chunks: 2.61 s in
+   step, 2.17 s for one query a side; a chunk's further queries wait for the next one's). A
    bounded integer range is hashed as pieces of about leaf_rows/16 rows by one grouped query a side
    while the chunks differ, so a differing chunk already says which pieces differ; after a clean chunk
    the sides sum the next one whole (a grouped sum costs 1.2x a plain one on MySQL/MariaDB, and 2x on
@@ -34,6 +37,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
@@ -154,6 +158,7 @@ class _Sides:
             self.source.close()
             raise
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="reconcile-target")
+        self._source_pool = ThreadPoolExecutor(1, thread_name_prefix="reconcile-source")
         parallel = [side for side in (self.source, self.target) if getattr(side, "parallel_sum", False)]
         self.balance = _Balance(parallel[0] if len(parallel) == 1 else None)
 
@@ -165,10 +170,49 @@ class _Sides:
             second = future.result()
         return first, second
 
+    def ahead(self, source: Callable[[HashSide], Any], target: Callable[[HashSide], Any]) -> _Ahead:
+        """Both calls queued, each on its side's own thread behind what is queued there already: a side
+        goes on to the next chunk's query as soon as it is done with this one, without waiting for the
+        other side. Nothing else may use the connections until the calls are done (`_Ahead.wait`)."""
+        return _Ahead(self._source_pool.submit(_timed, source, self.source),
+                      self._pool.submit(_timed, target, self.target))
+
     def close(self) -> None:
+        self._source_pool.shutdown()
         self._pool.shutdown()
         self.source.close()
         self.target.close()
+
+
+class _Ahead:
+    """A chunk's first query on both sides, queued by `_Sides.ahead`."""
+
+    def __init__(self, source: Future[tuple[Any, float]], target: Future[tuple[Any, float]]) -> None:
+        self._futures = (source, target)
+
+    def result(self) -> tuple[Any, Any, float]:
+        """Both results and when the later of the two was done (time.monotonic)."""
+        (first, first_done), (second, second_done) = (f.result() for f in self._futures)
+        return first, second, max(first_done, second_done)
+
+    def wait(self) -> None:
+        """Until both calls are done (their results, or errors, stay for `result`)."""
+        futures.wait(self._futures)
+
+
+@dataclass
+class _Started:
+    """A chunk whose first query is queued: how it is hashed, and when it was queued."""
+
+    span: Range
+    width: int | None  # key values per piece (a bounded integer range), or None: hashed whole
+    ahead: _Ahead
+    queued: float
+    checked: int  # the change tracker's count before the target's hash (replicator.reconcile.changes)
+
+
+def _timed(call: Callable[[HashSide], Any], side: HashSide) -> tuple[Any, float]:
+    return call(side), time.monotonic()
 
 
 class _Balance:
@@ -256,6 +300,7 @@ class TableCheck:
         # half the CPU of its grouped one)
         self.differing = False
         self.span: tuple[int, int] | None = None  # a one-column integer key's min and max (for progress)
+        self._last_done = 0.0  # when this check's last chunk was hashed on both sides (time.monotonic)
         self.reached: int | None = None  # where the integer ranges handed out so far end
 
     # -- chunks ----------------------------------------------------------------------------------
@@ -324,30 +369,56 @@ class TableCheck:
         size = int(span.high[0]) - int(span.low[0])
         return max(1, int(_piece_rows(self.settings.leaf_rows) / max(per_key, 1e-9)), -(-size // _MAX_PIECES))
 
-    def check(self, span: Range) -> None:
-        """Hash one chunk on both sides (a bounded integer range: whole, or as pieces of `_piece_rows`
-        rows by one grouped query a side while chunks differ; the pieces of a range summed whole are
-        asked for when it differs); compare the pieces that differ, or bisect."""
-        began = time.monotonic()
+    def begin(self, span: Range, checked: int = 0) -> _Started:
+        """Queue the chunk's first query on both sides (`_Sides.ahead`): a bounded integer range whole,
+        or as pieces of `_piece_rows` rows by one grouped query a side while chunks differ; another
+        range whole."""
         width = self._piece_width(span)
-        pieces: tuple[dict[int, Checksum], dict[int, Checksum]] | None = None
         if width is None:
-            source, target = self.checksums(span)
+            ahead = self.sides.ahead(lambda s: s.checksum(self.pair.source, span.low, span.high),
+                                     lambda t: t.checksum(self.pair.target, span.low, span.high))
         else:
             assert span.low is not None and span.high is not None
             low, high = int(span.low[0]), int(span.high[0])
             with self.lock:
                 grouped = self.differing
-            (source, by_piece), (target, their_pieces) = self.sides.both(
+            ahead = self.sides.ahead(
                 lambda s: _piece_sums(s, self.pair.source, low, high, width, grouped=grouped),
                 lambda t: _piece_sums(t, self.pair.target, low, high, width, grouped=grouped))
-            if source != target:  # which pieces differ, asked of both sides if they summed it whole
-                if by_piece is None or their_pieces is None:
-                    by_piece, their_pieces = self.sides.both(
-                        lambda s: s.buckets(self.pair.source, low, high, width),
-                        lambda t: t.buckets(self.pair.target, low, high, width))
-                pieces = (by_piece, their_pieces)
-        seconds = time.monotonic() - began
+        return _Started(span, width, ahead, time.monotonic(), checked)
+
+    def check(self, span: Range) -> None:
+        """Hash one chunk on both sides and compare it (`begin`, then `finish`)."""
+        self.finish(self.begin(span))
+
+    def _pieces(self, span: Range, width: int, mine: dict[int, Checksum] | None,
+                theirs: dict[int, Checksum] | None) -> tuple[dict[int, Checksum], dict[int, Checksum]]:
+        """The pieces of a differing integer range on both sides: asked of both if they summed it whole."""
+        if mine is not None and theirs is not None:
+            return mine, theirs
+        assert span.low is not None and span.high is not None
+        low, high = int(span.low[0]), int(span.high[0])
+        found = self.sides.both(lambda s: s.buckets(self.pair.source, low, high, width),
+                                lambda t: t.buckets(self.pair.target, low, high, width))
+        return found[0], found[1]
+
+    def finish(self, started: _Started, following: _Started | None = None) -> None:
+        """Compare a begun chunk: when it differs, the pieces that differ (asked of both sides if they
+        summed it whole) are compared row by row, or the chunk is bisected. `following`: the next
+        chunk, begun already; its queries are waited for before this chunk's further ones (the
+        connections serve one query at a time)."""
+        span, width = started.span, started.width
+        first, second, done = started.ahead.result()
+        # the chunk's time: from when its queries could start (queued, or the last chunk done) to done
+        seconds = done - max(started.queued, self._last_done)
+        self._last_done = done
+        (source, by_piece), (target, their_pieces) = (first, second) if width is not None else \
+            ((first, None), (second, None))
+        if source != target and following is not None:
+            following.ahead.wait()
+        pieces = None
+        if width is not None and source != target:
+            pieces = self._pieces(span, width, by_piece, their_pieces)
         rows = max(source.rows, target.rows)
         if pieces is None:  # a chunk hashed once a side (not also by pieces)
             self.sides.balance.record(rows, seconds)
@@ -747,20 +818,35 @@ class Reconciler:
         errors: list[BaseException] = []
         progress = _Progress(pair.name, report, checks[0], self._say)
 
+        def begin(check: TableCheck) -> _Started | None:
+            if self._stop.is_set() or errors:
+                return None
+            with feed:
+                span = next(chunks, None)
+            if span is None:
+                return None
+            checked = tracker.checked() if tracker is not None else 0  # before the target hash
+            return check.begin(span, checked)
+
         def work(check: TableCheck) -> None:
-            while not self._stop.is_set() and not errors:
-                with feed:
-                    span = next(chunks, None)
-                if span is None:
-                    return
-                try:
-                    checked = tracker.checked() if tracker is not None else 0  # before the target hash
-                    check.check(span)
+            # one chunk ahead: its queries wait on each side's thread behind the current chunk's, so
+            # neither side waits for the other between chunks (one query per side at a time, as ever)
+            current: _Started | None = None
+            following: _Started | None = None
+            try:
+                current = begin(check)
+                while current is not None:
+                    following = begin(check)
+                    check.finish(current, following)
                     if tracker is not None:
-                        tracker.add(span.low, span.high, checked)
-                except BaseException as exc:
-                    errors.append(exc)
-                    return
+                        tracker.add(current.span.low, current.span.high, current.checked)
+                    current, following = following, None
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                for pending in (current, following):  # nothing runs on the connections past here
+                    if pending is not None:
+                        pending.ahead.wait()
 
         try:
             if len(checks) == 1:
