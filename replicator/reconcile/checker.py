@@ -72,9 +72,9 @@ _PIECES = 16  # a differing range of another key is cut into this many pieces
 _MAX_PIECES = 4096  # pieces of an integer range hashed by one grouped query
 _LEAF_BATCH = 64  # ranges whose rows one query a side reads
 _MIN_CHUNK, _MAX_CHUNK = 1_000, 2_000_000
-# _Balance: chunks timed each way before choosing, a retry of the other way every so many chunks, and
-# the shortest chunk that counts
-_TRIALS, _RETRY, _TIMED_S = 1, 8, 0.1
+# _Balance: chunks kept per way, a retry of the other way every so many chunks, the shortest chunk
+# that counts, and how much slower than the other side a one-process side is before it tries its workers
+_TRIALS, _RETRY, _TIMED_S, _SLOWER = 2, 8, 0.1, 1.25
 
 
 @dataclass(frozen=True)
@@ -159,8 +159,9 @@ class _Sides:
             raise
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="reconcile-target")
         self._source_pool = ThreadPoolExecutor(1, thread_name_prefix="reconcile-source")
-        parallel = [side for side in (self.source, self.target) if getattr(side, "parallel_sum", False)]
-        self.balance = _Balance(parallel[0] if len(parallel) == 1 else None)
+        parallel = [i for i, side in enumerate((self.source, self.target)) if getattr(side, "parallel_sum", False)]
+        self.balance = _Balance((self.source, self.target)[parallel[0]] if len(parallel) == 1 else None,
+                                parallel[0] if parallel else 0)
 
     def both(self, source: Callable[[HashSide], Any], target: Callable[[HashSide], Any]) -> tuple[Any, Any]:
         future: Future[Any] = self._pool.submit(target, self.target)
@@ -187,13 +188,13 @@ class _Sides:
 class _Ahead:
     """A chunk's first query on both sides, queued by `_Sides.ahead`."""
 
-    def __init__(self, source: Future[tuple[Any, float]], target: Future[tuple[Any, float]]) -> None:
+    def __init__(self, source: Future[tuple[Any, float, float]], target: Future[tuple[Any, float, float]]) -> None:
         self._futures = (source, target)
 
-    def result(self) -> tuple[Any, Any, float]:
-        """Both results and when the later of the two was done (time.monotonic)."""
-        (first, first_done), (second, second_done) = (f.result() for f in self._futures)
-        return first, second, max(first_done, second_done)
+    def result(self) -> tuple[Any, Any, float, tuple[float, float]]:
+        """Both results, when the later of the two was done (time.monotonic), and each side's seconds."""
+        (first, first_began, first_done), (second, second_began, second_done) = (f.result() for f in self._futures)
+        return first, second, max(first_done, second_done), (first_done - first_began, second_done - second_began)
 
     def wait(self) -> None:
         """Until both calls are done (their results, or errors, stay for `result`)."""
@@ -211,51 +212,57 @@ class _Started:
     checked: int  # the change tracker's count before the target's hash (replicator.reconcile.changes)
 
 
-def _timed(call: Callable[[HashSide], Any], side: HashSide) -> tuple[Any, float]:
-    return call(side), time.monotonic()
+def _timed(call: Callable[[HashSide], Any], side: HashSide) -> tuple[Any, float, float]:
+    began = time.monotonic()
+    return call(side), began, time.monotonic()
 
 
 class _Balance:
     """Whether the one side that can spread a query over several processes (PostgreSQL, facing
-    MySQL/MariaDB whose query runs in one thread) does so, chosen by the rows per second of the
-    chunks hashed each way.
+    MySQL/MariaDB whose query runs in one thread) does so.
 
     A chunk takes as long as its slower side. Where the two servers share a machine's few cores, the
     parallel workers of one side take the CPU the other side's one thread needs: on 1M wide rows here,
     both sides at once took 2.74 s with PostgreSQL's two workers and 2.22 s without, although
     PostgreSQL alone is the slower side in one process. On separate machines the workers help when
-    PostgreSQL is the slower side. Neither can be told from here, so after a first chunk (caches,
-    worker start) the chunks alternate between the two ways until each has `_TRIALS` chunks long
-    enough to time; then the faster way is kept, and every `_RETRY`th chunk tries the other again.
-    Only speed depends on it: both ways hash the same rows.
+    PostgreSQL is the clearly slower side. So the side hashes in one process from the start; once its
+    own query time is over `_SLOWER` times the other side's, the next chunk tries its workers, the
+    faster of the two ways (rows per second of the chunks) is kept, and every `_RETRY`th chunk tries
+    the other way again (parallel again only while this side is clearly the slower one). Only speed
+    depends on it: both ways hash the same rows.
     """
 
-    def __init__(self, side: HashSide | None) -> None:
+    def __init__(self, side: HashSide | None, index: int = 0) -> None:
         self._side = side
-        self._parallel = True  # the server's default
+        self._index = index  # 0: the source, 1: the target
+        self._parallel = False
         self._samples: dict[bool, list[tuple[int, float]]] = {True: [], False: []}
         self._chunks = 0
+        if side is not None:
+            side.one_process(True)
 
-    def record(self, rows: int, seconds: float) -> None:
-        """A chunk hashed on both sides (its larger row count, the seconds its two queries took)."""
+    def record(self, rows: int, seconds: float, sides: tuple[float, float]) -> None:
+        """A chunk hashed on both sides: its larger row count, its seconds, each side's query seconds."""
         if self._side is None or seconds < _TIMED_S:
             return
         self._chunks += 1
-        if self._chunks > 1:
-            kept = self._samples[self._parallel]
-            kept.append((rows, seconds))
-            del kept[:-_TRIALS]
-        want = self._choose()
+        kept = self._samples[self._parallel]
+        kept.append((rows, seconds))
+        del kept[:-_TRIALS]
+        slower = sides[self._index] > _SLOWER * sides[1 - self._index]
+        want = self._choose(slower)
         if want != self._parallel:
             self._side.one_process(not want)
             self._parallel = want
 
-    def _choose(self) -> bool:
+    def _choose(self, slower: bool) -> bool:
         parallel, serial = self._samples[True], self._samples[False]
-        if len(parallel) < _TRIALS or len(serial) < _TRIALS:
-            return len(serial) > len(parallel)  # one process first, then each way in turn
-        faster = _rate(parallel) >= _rate(serial)
-        return not faster if self._chunks % _RETRY == 0 else faster
+        retry = self._chunks % _RETRY == 0
+        if self._parallel:
+            return not retry and (not serial or _rate(parallel) >= _rate(serial))
+        if not parallel or retry:
+            return slower
+        return _rate(parallel) > _rate(serial)
 
 
 def _rate(samples: list[tuple[int, float]]) -> float:
@@ -408,7 +415,7 @@ class TableCheck:
         chunk, begun already; its queries are waited for before this chunk's further ones (the
         connections serve one query at a time)."""
         span, width = started.span, started.width
-        first, second, done = started.ahead.result()
+        first, second, done, sides = started.ahead.result()
         # the chunk's time: from when its queries could start (queued, or the last chunk done) to done
         seconds = done - max(started.queued, self._last_done)
         self._last_done = done
@@ -421,7 +428,7 @@ class TableCheck:
             pieces = self._pieces(span, width, by_piece, their_pieces)
         rows = max(source.rows, target.rows)
         if pieces is None:  # a chunk hashed once a side (not also by pieces)
-            self.sides.balance.record(rows, seconds)
+            self.sides.balance.record(rows, seconds, sides)
         with self.lock:
             if width is not None:
                 self.differing = source != target
