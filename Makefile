@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint unit integration down clean
+.PHONY: install bytecode demo test lint unit integration down clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,12 +13,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+# Our modules' bytecode, as an installed package has it: the editable install writes none, and under
+# PYTHONDONTWRITEBYTECODE=1 every replicator process would compile every module again (up to date
+# files are skipped).
+bytecode: $(STAMP)
+	@$(BIN)/python -m compileall -q replicator connectors
 
-demo: $(STAMP)
+install: bytecode
+
+demo: bytecode
 	$(BIN)/replicator stack demo
 
-lint: $(STAMP)
+lint: bytecode
 	$(BIN)/ruff check replicator connectors tests
 	$(BIN)/mypy
 
