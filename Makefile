@@ -31,10 +31,10 @@ lint: bytecode
 test: lint
 	$(BIN)/pytest
 
-unit: $(STAMP)
+unit: bytecode
 	$(BIN)/pytest tests/unit
 
-integration: $(STAMP)
+integration: bytecode
 	$(BIN)/pytest tests/integration
 
 down: $(STAMP)
