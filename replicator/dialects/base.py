@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from replicator.canonical import Checksum, ColumnRule, Family
-from replicator.config import MigrationConfig
-from replicator.events import ColumnType, KeyKind, KeyRanges, Row, SourcePosition
-from replicator.model import Finding, SourceTable, TableId
-from replicator.table_schema import SchemaProblem, Statement, TablePlan, TableSchema
+if TYPE_CHECKING:  # annotations only: the schema model and the event types load where they are used
+    from replicator.canonical import Checksum, ColumnRule, Family
+    from replicator.config import MigrationConfig
+    from replicator.events import ColumnType, KeyKind, KeyRanges, Row, SourcePosition
+    from replicator.model import Finding, SourceTable, TableId
+    from replicator.table_schema import SchemaProblem, Statement, TablePlan, TableSchema
 
 
 class SourceCatalog(Protocol):

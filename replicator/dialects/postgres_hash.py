@@ -204,14 +204,23 @@ def canonical(rule: ColumnRule, own_type: str, *, same: bool) -> sql.Composable:
     return sql.SQL("{}::text").format(c)
 
 
+_JOINED = 99  # concat_ws takes at most 100 arguments, the separator included
+
+
 def row_text(t: HashedTable) -> sql.Composable:
-    parts = []
+    """The columns' canonical texts joined by ',' (NULL as '~'). One concat_ws builds the text at once
+    (each `||` copied the text so far again: 3-4% of the row hash query's time on 8 columns); wider
+    tables join concat_ws of at most `_JOINED` columns each (no part is NULL: no separator is skipped)."""
+    parts: list[sql.Composable] = []
     for rule in t.rules:
         text = canonical(rule, t.types[rule.name], same=t.same_type(rule))
         if rule.family in PREFIXED:
             text = sql.SQL("length({0}) || ':' || {0}").format(text)
         parts.append(sql.SQL("COALESCE({}, '~')").format(text))
-    return sql.SQL(" || ',' || ").join(parts) if parts else sql.SQL("''")
+    while len(parts) > 1:
+        parts = [sql.SQL("concat_ws(',', {})").format(sql.SQL(", ").join(parts[i:i + _JOINED]))
+                 for i in range(0, len(parts), _JOINED)]
+    return parts[0] if parts else sql.SQL("''")
 
 
 # The JSON canonical form (replicator.canonical): compact, numbers as MariaDB's JSON_NORMALIZE writes
