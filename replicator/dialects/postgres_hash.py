@@ -151,9 +151,19 @@ def _timestamp(c: sql.Composable, own_type: str, same: bool) -> sql.Composable:
     # in integers: 0.43 against 0.75 s per 1M values for (extract(epoch …) * 1000000)::bigint. A
     # timestamptz is made a timestamp (its UTC wall time) first: its date and time of day are then read
     # without a time zone conversion each (0.27 against 0.34 s per 1M values)
+    #
+    # Between 1900 and 2100 one date_part does it, exactly (0.06 s less per 1M values): date_part('epoch')
+    # divides the exact integer m of microseconds since 1970 by 1e6 in a double, once; |m / 1e6| < 2^32,
+    # so that quotient is within 2^-22 of the real one (half an ulp), which puts the product by 1e6
+    # within 0.239 of m, and that product (below 2^52) is rounded within 0.25 more: 0.489 < 0.5 in
+    # all, and round() gives m itself. Outside that range, the integers (from 1700 to 2300, about 1% of
+    # the values would be off by one through the double).
     wall = sql.SQL("({})::timestamp").format(c) if "with time zone" in own_type else sql.SQL("({})").format(c)
-    return sql.SQL("CASE WHEN isfinite({0}) THEN (({1}::date - DATE '1970-01-01')::bigint * 86400000000 + {2})"
-                   "::text ELSE {0}::text END").format(c, wall, _day_micros(sql.SQL("{}::time").format(wall)))
+    kind = sql.SQL("TIMESTAMPTZ" if "with time zone" in own_type else "TIMESTAMP")
+    return sql.SQL("CASE WHEN {0} >= {3} '1900-01-01 00:00:00+00' AND {0} < {3} '2100-01-01 00:00:00+00'"
+                   " THEN round(date_part('epoch', {0}) * 1000000)::bigint::text"
+                   " WHEN isfinite({0}) THEN (({1}::date - DATE '1970-01-01')::bigint * 86400000000 + {2})"
+                   "::text ELSE {0}::text END").format(c, wall, _day_micros(sql.SQL("{}::time").format(wall)), kind)
 
 
 def _json(c: sql.Composable, own_type: str, same: bool) -> sql.Composable:
