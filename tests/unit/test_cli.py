@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CLI = [sys.executable, "-m", "replicator.cli"]
 
 GOOD = """
@@ -85,3 +87,26 @@ def test_a_name_with_an_emoji_code_is_named_as_it_is(tmp_path: Path) -> None:
     config.write_text(GOOD + 'tables: {"a:smile:b": 1}\n')
     line = failure_line(run("-c", str(config), "reconcile"))
     assert "'tables.a:smile:b'" in line, line
+
+
+def test_the_console_script_runs_the_command_with_the_collector_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`replicator` loads the command line with the cyclic collector off, then turns it back on (the
+    loaded modules frozen) before the command runs."""
+    import gc
+
+    import replicator.cli
+    from replicator.__main__ import main
+
+    seen: list[bool] = []
+    monkeypatch.setattr(replicator.cli, "main", lambda: seen.append(gc.isenabled()))
+    try:
+        main()
+    finally:
+        gc.unfreeze()
+    assert seen == [True] and gc.isenabled()
+
+
+def test_python_m_replicator_is_the_console_script() -> None:
+    done = subprocess.run([sys.executable, "-m", "replicator", "--version"], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0 and done.stdout.startswith("replicator, version"), done
