@@ -157,6 +157,7 @@ class MySQLSnapshotSource:
 
     def __init__(self, endpoint: Endpoint) -> None:
         self._conn = connect(endpoint, "source")
+        self._lengths: dict[TableId, int] = {}
         with self._conn.cursor() as cur:
             # UTC for TIMESTAMP columns; backslash escapes in literals; no packing limit we could hit.
             cur.execute("SET SESSION time_zone = '+00:00', SESSION sql_mode = 'STRICT_ALL_TABLES',"
@@ -342,9 +343,13 @@ class MySQLSnapshotSource:
             cursor.close()
 
     def _row_length(self, table: TableId) -> int:
-        rows = self._rows("SELECT COALESCE(AVG_ROW_LENGTH, 0) FROM information_schema.TABLES"
-                          " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (table.schema, table.name))
-        return int(rows[0][0]) if rows else 0
+        """The server's average row length of the table (the statistics' estimate), read once per
+        connection: it only sizes the packed groups."""
+        if table not in self._lengths:
+            rows = self._rows("SELECT COALESCE(AVG_ROW_LENGTH, 0) FROM information_schema.TABLES"
+                              " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (table.schema, table.name))
+            self._lengths[table] = int(rows[0][0]) if rows else 0
+        return self._lengths[table]
 
 
 def _grouped(cursor: Any) -> Generator[Block, None, int]:
