@@ -410,8 +410,10 @@ class PostgresHashSide:
                                                "xip": sorted(int(x) for x in xip), "lsn": int(lsn)}})
 
     def close_view(self) -> None:
+        # COMMIT (the view read only, nothing is written): a setting changed inside the view, such as
+        # one_process's, outlives it (a ROLLBACK would undo it); an aborted view is rolled back
         if not self._conn.closed and self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            self._conn.execute("ROLLBACK")
+            self._conn.execute("COMMIT")
 
     def _execute(self, query: sql.Composed) -> psycopg.Cursor[Any]:
         try:

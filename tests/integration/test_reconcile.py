@@ -473,3 +473,25 @@ def test_a_table_wider_than_one_concat_ws_hashes_equal_and_names_a_changed_last_
     target_sql(s, f'UPDATE "{s.namespace}".wide SET c129 = \'changed\' WHERE id = 17')
     (found,) = reconcile(path, tmp_path, expect_ok=False)["tables"]
     assert [(int(r["key"]["id"]), [c["column"] for c in r["columns"]]) for r in found["rows"]] == [(17, ["c129"])]
+
+
+def test_one_process_set_inside_a_view_outlives_it(stack: StackInfo, tmp_path: Path) -> None:
+    """The balance may switch PostgreSQL's workers off or on while a recheck's read view is open: the
+    view ends by COMMIT (it is read only), so the switch stays."""
+    from replicator.config import load_config
+    from replicator.dialects import hash_side_for
+
+    s = Scenario(stack, "pg-source", "pg-target", tmp_path)
+    side = hash_side_for(load_config(s.write_config()).target, "target")
+    try:
+        with pg_connect(s.target) as conn:
+            default = conn.execute("SHOW max_parallel_workers_per_gather").fetchone()
+        assert default is not None and default[0] != "0"
+        for on in (True, False):
+            side.open_view()
+            side.one_process(on)
+            side.close_view()
+            got = side._conn.execute("SHOW max_parallel_workers_per_gather").fetchone()  # type: ignore[attr-defined]
+            assert got is not None and got[0] == ("0" if on else default[0])
+    finally:
+        side.close()
