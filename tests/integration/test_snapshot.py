@@ -662,3 +662,22 @@ def test_a_truncate_and_refill_read_by_the_copy_is_not_replayed_over_it(engine: 
             proc.stop()
     finally:
         s.cleanup()
+
+
+def test_mariadb_zero_dates_reach_postgresql_as_null(my_scenario: Scenario) -> None:
+    """Dates with a zero part (a permissive sql_mode stores them) have no PostgreSQL value: they are
+    copied as NULL, as Debezium emits them; the first and last valid values around them are kept."""
+    s = my_scenario
+    ns = s.namespace
+    s.source_sql("SET SESSION sql_mode = '', time_zone = '+00:00'",
+                 "CREATE TABLE zeros (id INT PRIMARY KEY, d DATE, dt DATETIME(6), ts TIMESTAMP(6) NULL)",
+                 "INSERT INTO zeros VALUES (1, '0000-00-00', '0000-00-00 00:00:00', '0000-00-00 00:00:00'),"
+                 " (2, '2020-00-15', '2020-05-00 10:00:00', '1970-01-01 00:00:01'),"
+                 " (3, '0000-01-01', '0001-01-01 00:00:00', '2038-01-19 03:14:07.999999'),"
+                 " (4, '2020-02-29', '9999-12-31 23:59:59.999999', NULL), (5, NULL, NULL, NULL)")
+    snapshot_only(s)
+    rows = target_rows(s, f"SELECT id, d::text, dt::text, (ts AT TIME ZONE 'UTC')::text FROM \"{ns}\".zeros"
+                          " ORDER BY id")
+    assert rows == [(1, None, None, None), (2, None, None, "1970-01-01 00:00:01"),
+                    (3, None, "0001-01-01 00:00:00", "2038-01-19 03:14:07.999999"),
+                    (4, "2020-02-29", "9999-12-31 23:59:59.999999", None), (5, None, None, None)], rows
