@@ -388,11 +388,13 @@ class SnapshotTarget(Protocol):
     def ledger_table(self, source_table: str) -> LedgerTable | None: ...
 
     def start_table(self, source_table: str, target: TableId, plan: str) -> str | None:
-        """(Re)start a table's copy with this plan, in one transaction: its earlier chunk entries are
-        forgotten and the target table is emptied (every key range is loaded again; the table is
-        held, so nothing else writes it). Where the engine gains by it, the primary key is dropped
-        too (loading first and building the index once is faster) and the statement that adds it
-        back is returned (and kept in the ledger); else None."""
+        """(Re)start a table's copy with this plan: its earlier chunk entries are forgotten and the
+        target table is emptied (every key range is loaded again; the table is held, so nothing else
+        writes it), in one transaction, or where emptying commits on its own (MySQL's TRUNCATE), in
+        an order that leaves no ledger entry until the table is empty (a crash between: planned again).
+        Where the engine gains by it, the primary key is dropped too (loading first and building the
+        index once is faster) and the statement that adds it back is returned (and kept in the
+        ledger); else None."""
         ...
 
     def restore_key(self, table: TableId, statement: str, memory_mb: int, *, empty: bool = False) -> None:

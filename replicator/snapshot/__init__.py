@@ -43,7 +43,9 @@ The hand-off
    policy, naming the table to copy again with `--restart`.)
 
 What a crash leaves (kill -9 at any point, then `replicator snapshot` again)
-* before the plan's transaction commits: nothing of the table's copy exists; it starts over;
+* before the plan's transaction commits: nothing of the table's copy exists; it starts over (a
+  MySQL target, whose TRUNCATE commits on its own, removes the entry, empties the table, then
+  writes the plan: a crash between leaves no entry, so the table is planned and emptied again);
 * before or during a chunk's transaction: the chunk is not in the ledger and its rows are not in
   the target (rolled back); it is copied again, in the new run's view, whose position is recorded
   with it — the filter is per chunk, so chunks of one table may carry different positions;

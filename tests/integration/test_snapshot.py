@@ -681,3 +681,70 @@ def test_mariadb_zero_dates_reach_postgresql_as_null(my_scenario: Scenario) -> N
     assert rows == [(1, None, None, None), (2, None, None, "1970-01-01 00:00:01"),
                     (3, None, "0001-01-01 00:00:00", "2038-01-19 03:14:07.999999"),
                     (4, "2020-02-29", "9999-12-31 23:59:59.999999", None), (5, None, None, None)], rows
+
+
+def _my_items(s: Scenario, rows: int) -> Path:
+    """PG→MariaDB: one keyed table of `rows` rows, copied once (its MariaDB target then holds them)."""
+    ns = s.namespace
+    s.source_sql(f"CREATE TABLE {ns}.items (id bigint PRIMARY KEY, name text, qty int NOT NULL)",
+                 f"INSERT INTO {ns}.items SELECT g, 'item ' || g, g % 100 FROM generate_series(1, {rows}) g")
+    return snapshot_only(s, snapshot={"workers": 2, "chunk_rows": 2500})
+
+
+def _my_table_id(s: Scenario) -> int:
+    """InnoDB's id of the target table: TRUNCATE creates the table anew (a new id), DELETE keeps it."""
+    ((table_id,),) = target_rows(s, "SELECT TABLE_ID FROM information_schema.INNODB_SYS_TABLES"
+                                    f" WHERE NAME = '{s.namespace}/items'")
+    return int(table_id)
+
+
+def _assert_items_equal(s: Scenario) -> None:
+    ns = s.namespace
+    source = source_rows(s, f"SELECT id, name, qty FROM {ns}.items ORDER BY id")
+    assert target_rows(s, f"SELECT id, name, qty FROM `{ns}`.items ORDER BY id") == source
+
+
+@pytest.mark.parametrize("fault", ["snapshot.mysql-entry-removed:kill", "snapshot.mysql-table-emptied:kill"])
+def test_a_mariadb_target_restarted_by_truncate_and_killed_between_the_steps_is_planned_again(
+        pg_to_my: Scenario, fault: str) -> None:
+    """A MariaDB target table that holds rows is emptied by TRUNCATE, which commits on its own: the
+    ledger entry is removed first, the table emptied, then the new plan written. Killed after either
+    of the first two steps, the table has no entry: the next run (without --restart) plans it again,
+    empties it again and copies it whole — no row lost, none twice."""
+    s = pg_to_my
+    config = _my_items(s, 12_000)
+    before = _my_table_id(s)
+    killed = run_cli("-c", str(config), "snapshot", "--restart", check=False, env={**_env(), "REPLICATOR_FAULT": fault})
+    assert killed.returncode == -9, (killed.returncode, killed.stderr)
+    assert target_rows(s, "SELECT state FROM replicator.snapshot_tables"
+                          f" WHERE source_table = '{s.namespace}.items'") == []
+    held = target_rows(s, f"SELECT COUNT(*) FROM `{s.namespace}`.items")[0][0]
+    assert held == (12_000 if fault.startswith("snapshot.mysql-entry-removed") else 0), held
+    resumed = run_cli("-c", str(config), "snapshot")
+    assert "12000 rows copied" in resumed.stderr, resumed.stderr
+    _assert_items_equal(s)
+    assert _my_table_id(s) != before  # emptied by TRUNCATE, not row by row
+
+
+def test_a_mariadb_target_held_by_another_session_is_emptied_row_by_row(pg_to_my: Scenario) -> None:
+    """TRUNCATE waits for another session's open transaction on the table only briefly, then the
+    table is emptied by DELETE (which does not wait for a reader): the restart completes."""
+    from tests.integration.conftest import my_connect
+
+    s = pg_to_my
+    config = _my_items(s, 6_000)
+    before = _my_table_id(s)
+    reader = my_connect(s.target, s.namespace)
+    try:
+        with reader.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("SELECT id FROM items LIMIT 1")
+            cur.fetchall()
+        started = time.monotonic()
+        restarted = run_cli("-c", str(config), "snapshot", "--restart")
+        assert "6000 rows copied" in restarted.stderr, restarted.stderr
+        assert time.monotonic() - started >= 10  # TRUNCATE waited for the reader, then gave way
+    finally:
+        reader.close()
+    _assert_items_equal(s)
+    assert _my_table_id(s) == before
