@@ -4,12 +4,14 @@ apply, in this order (each step is idempotent, so a failed or repeated apply is 
  1. resolve the table list against the source catalog (explicit names, not patterns);
  2. refuse PostgreSQL tables whose UPDATE/DELETE the source would reject once published (no primary
     key and REPLICA IDENTITY not FULL), or set FULL when asked (--fix-replica-identity);
- 3. create our watermark table on the source (replicator.snapshot proves with it that the
+ 3. refuse a MySQL/MariaDB connector whose replica server id another registered connector already
+    uses on the same server (the two would disconnect each other over and over);
+ 4. create our watermark table on the source (replicator.snapshot proves with it that the
     connector streams) — it is in the connector's table list, never in the migrated tables;
- 4. create every table topic (and the heartbeat, transaction and schema-change topics) with exactly
+ 5. create every table topic (and the heartbeat, transaction and schema-change topics) with exactly
     one partition, refusing an existing table topic with more: per-table Kafka order must be the
     source commit order;
- 5. PUT /connectors/NAME/config (create or update) and wait until the connector and its task are
+ 6. PUT /connectors/NAME/config (create or update) and wait until the connector and its task are
     RUNNING; a FAILED task is reported with its root cause.
 """
 
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.render import redact, render
+from connectors.render import CLASH_HINT, binlog_reader_clash, redact, render
 from connectors.rest import KafkaConnect, failed_part
 from replicator.config import Engine, MigrationConfig
 from replicator.dialects import catalog_for
@@ -96,18 +98,21 @@ def apply(config: MigrationConfig, *, fix_replica_identity: bool = False,
         finally:
             catalog.close()
         current = plan(config)
-    catalog = catalog_for(config.source)
-    try:
-        catalog.ensure_watermark(config.watermark_table)
-    finally:
-        catalog.close()
-    admin = TopicAdmin(config.kafka)
-    created = admin.ensure_single_partition(
-        [*current.topics.values(), *current.support_topics], config.kafka.replication_factor
-    )
-    progress(f"topics: {len(created)} created, all with one partition")
     connect = KafkaConnect(config.connect.url, config.connect.request_timeout_s)
     try:
+        clash = binlog_reader_clash(current.name, current.config, connect.configs())
+        if clash is not None:
+            raise ConfigError(clash, hint=CLASH_HINT)
+        catalog = catalog_for(config.source)
+        try:
+            catalog.ensure_watermark(config.watermark_table)
+        finally:
+            catalog.close()
+        admin = TopicAdmin(config.kafka)
+        created = admin.ensure_single_partition(
+            [*current.topics.values(), *current.support_topics], config.kafka.replication_factor
+        )
+        progress(f"topics: {len(created)} created, all with one partition")
         connect.put_config(current.name, current.config)
         progress(f"connector {current.name} submitted; waiting for RUNNING")
         connect.wait_running(current.name, config.connect.ready_timeout_s)

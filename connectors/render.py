@@ -90,3 +90,32 @@ def redact(connector_config: dict[str, str]) -> dict[str, str]:
         k: ("**********" if any(word in k.lower() for word in SECRET_KEYS) else v)
         for k, v in connector_config.items()
     }
+
+
+CLASH_HINT = "give connector.server_id a number no other replica or connector of that server uses"
+
+
+def connection_settings(config: MigrationConfig) -> dict[str, str]:
+    """The part of the connector config that says which binlog it reads, as `render` writes it (no
+    table list: this needs no catalog)."""
+    rendered = {"database.hostname": config.source.host, "database.port": str(config.source.port),
+                "database.server.id": str(config.connector.server_id) if config.source.engine is Engine.MYSQL else ""}
+    rendered.update({k: v for k, v in config.connector.overrides.items() if k in rendered})
+    return rendered
+
+
+def binlog_reader_clash(name: str, ours: dict[str, str], others: dict[str, dict[str, str]]) -> str | None:
+    """A problem line when another connector (by name) reads the same MySQL/MariaDB server's binlog as
+    replica server id `database.server.id` too, else None. The server allows one reader per id: two
+    disconnect each other every few seconds (each retry takes over), and both streams stall."""
+    server_id = ours.get("database.server.id")
+    if not server_id:
+        return None  # not a binlog reader (PostgreSQL)
+    host, port = ours.get("database.hostname", ""), ours.get("database.port", "3306")
+    for other, config in sorted(others.items()):
+        if other != name and config.get("database.server.id") == server_id \
+                and config.get("database.hostname", "").lower() == host.lower() \
+                and config.get("database.port", "3306") == port:
+            return (f"connector {other} on Kafka Connect already reads the binlog of {host}:{port} as replica "
+                    f"server id {server_id}: two readers with one id disconnect each other over and over")
+    return None

@@ -99,6 +99,18 @@ class KafkaConnect:
         self._raise_for(response, "(plugins)")
         return {str(p.get("class")): str(p.get("version", "?")) for p in response.json() if isinstance(p, dict)}
 
+    def configs(self) -> dict[str, dict[str, str]]:
+        """Every registered connector's config, by name (GET /connectors?expand=info)."""
+        response = self._call("GET", "/connectors", params={"expand": "info"})
+        self._raise_for(response, "(list)")
+        body = response.json()
+        found: dict[str, dict[str, str]] = {}
+        for name, entry in (body.items() if isinstance(body, dict) else ()):
+            config = entry.get("info", {}).get("config") if isinstance(entry, dict) else None
+            if isinstance(config, dict):
+                found[str(name)] = {str(k): str(v) for k, v in config.items()}
+        return found
+
     def connectors(self) -> list[str]:
         response = self._call("GET", "/connectors")
         self._raise_for(response, "(list)")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from connectors.render import template
+from connectors.render import CLASH_HINT, binlog_reader_clash, connection_settings, template
 from connectors.rest import KafkaConnect, failed_part
 from replicator.config import MigrationConfig
 from replicator.dialects import source_inspector_for, target_inspector_for
@@ -116,6 +116,7 @@ def check_connect(ctx: PreflightContext) -> list[Finding]:
         version = client.version()
         plugins = client.plugins()
         status = client.status(config.connector_name)
+        clash = binlog_reader_clash(config.connector_name, connection_settings(config), client.configs())
     finally:
         client.close()
     found = [Finding(Level.OK, "connect", "worker", f"Kafka Connect {version} at {config.connect.url}")]
@@ -137,6 +138,8 @@ def check_connect(ctx: PreflightContext) -> list[Finding]:
         level = Level.OK if state == "RUNNING" else Level.WARNING
         found.append(Finding(level, "connect", f"connector {name}", f"registered, {state}",
                              None if level is Level.OK else "see connectors status"))
+    if clash is not None:
+        found.append(Finding(Level.ERROR, "connect", "connector.server_id", clash, CLASH_HINT))
     return found
 
 

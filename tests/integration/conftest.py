@@ -80,6 +80,7 @@ class Scenario:
         self.namespace = f"s_{self.id}"
         self.config_path = tmp_path / "migration.yaml"
         self.connector = f"{self.prefix}-source"
+        self.server_id = 10000 + int(self.id[:7], 16)  # unique among the tests' binlog readers
         self.extra: dict[str, Any] = {}
 
     def endpoint(self, db: Database, database: str) -> dict[str, Any]:
@@ -95,7 +96,7 @@ class Scenario:
             "connect": {"url": self.stack.connect_url, "ready_timeout_s": 60},
             "tables": {"include": [f"{self.namespace}.*"]},
             "connector": {"heartbeat_interval_ms": 1000, "keep_alive_interval_ms": 3000,
-                          "server_id": 10000 + int(self.id[:4], 16),
+                          "server_id": self.server_id,
                           "history_file": str(self.stack.run_dir / "connect" / f"history-{self.prefix}.dat")},
         }
         for key, value in overrides.items():

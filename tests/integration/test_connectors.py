@@ -140,3 +140,29 @@ def test_table_topic_with_several_partitions_is_refused(pg_scenario: Scenario) -
     assert len(refused.stderr.strip().splitlines()) == 1
     assert topic in refused.stderr and "3 partitions" in refused.stderr
     assert run_cli("-c", config, "connectors", "status", check=False).returncode == 1  # nothing registered
+
+
+def test_a_second_binlog_reader_with_the_same_server_id_is_refused(my_scenario: Scenario, tmp_path: Any) -> None:
+    """Two connectors reading one MariaDB's binlog with one replica server id disconnect each other
+    every few seconds; the second is refused before anything is created, and `check` names it."""
+    import yaml
+
+    s = my_scenario
+    s.source_sql("CREATE TABLE items (id int PRIMARY KEY) ENGINE=InnoDB")
+    first = s.write_config()
+    run_cli("-c", str(first), "connectors", "apply")
+    data = yaml.safe_load(first.read_text())
+    data["kafka"]["topic_prefix"] = f"{s.prefix}b"  # another migration of the same server: another connector
+    data["connector"]["history_file"] = str(tmp_path / "history-second.dat")
+    second = tmp_path / "second.yaml"
+    second.write_text(yaml.safe_dump(data))
+    refused = run_cli("-c", str(second), "connectors", "apply", check=False)
+    assert refused.returncode != 0
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert f"connector {s.connector} on Kafka Connect already reads the binlog" in refused.stderr
+    assert f"server id {s.server_id}" in refused.stderr and "connector.server_id" in refused.stderr
+    assert run_cli("-c", str(second), "connectors", "status", check=False).returncode == 1  # nothing registered
+    checked = run_cli("-c", str(second), "check", check=False)
+    assert checked.returncode == 1 and f"connector {s.connector} on Kafka Connect" in checked.stdout, checked.stdout
+    ours = run_cli("-c", str(first), "check", check=False)  # the first one's own registration is no clash
+    assert "already reads the binlog" not in ours.stdout, ours.stdout

@@ -211,7 +211,7 @@ def test_mariadb_server_id_equal_to_the_connectors(my_scenario: Scenario) -> Non
         conn.close()
     config = my_scenario.write_config()
     text = config.read_text()
-    config.write_text(text.replace(f"server_id: {10000 + int(my_scenario.id[:4], 16)}", f"server_id: {server_id}"))
+    config.write_text(text.replace(f"server_id: {my_scenario.server_id}", f"server_id: {server_id}"))
     code, report = check(my_scenario)
     assert code == 1
     assert [(s, m) for _, _, s, m in problems(report)] == [

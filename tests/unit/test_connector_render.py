@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from connectors.render import include_list, java_literal, redact, render
+from connectors.render import binlog_reader_clash, connection_settings, include_list, java_literal, redact, render
 from connectors.rest import root_cause
 from replicator.config import parse_config
 from replicator.errors import ConfigError
@@ -106,3 +106,21 @@ def test_root_cause_of_a_java_trace() -> None:
     assert root_cause(trace) == 'PSQLException: FATAL: password authentication failed for user "bob"'
     assert root_cause("java.lang.IllegalStateException: boom\n\tat a.b(C.java:1)") == "IllegalStateException: boom"
     assert root_cause(None) == "no trace given"
+
+
+def test_a_second_binlog_reader_with_the_same_server_id_is_named() -> None:
+    ours = render(config("mysql"), [TableId("app", "orders")])
+    other = {**ours, "topic.prefix": "other"}
+    assert binlog_reader_clash("shop-source", ours, {"shop-source": ours}) is None  # ourselves
+    line = binlog_reader_clash("shop-source", ours, {"shop-source": ours, "other-source": other})
+    assert line is not None and "connector other-source" in line and "src:5432" in line and "server id 777" in line
+    assert binlog_reader_clash("shop-source", ours, {"x": {**other, "database.server.id": "778"}}) is None
+    assert binlog_reader_clash("shop-source", ours, {"x": {**other, "database.hostname": "elsewhere"}}) is None
+    assert binlog_reader_clash("shop-source", ours, {"x": {**other, "database.port": "3307"}}) is None
+    assert binlog_reader_clash("shop-source", ours, {"x": {**other, "database.hostname": "SRC"}}) is not None
+    pg = render(config("postgres"), TABLES)
+    assert binlog_reader_clash("shop-source", pg, {"x": pg}) is None  # PostgreSQL: no binlog reader
+    keys = ("database.hostname", "database.port", "database.server.id")
+    assert connection_settings(config("mysql")) == {k: ours[k] for k in keys}  # what render writes
+    moved = config("mysql", 'connector: {server_id: 777, overrides: {"database.server.id": "900"}}\n')
+    assert connection_settings(moved)["database.server.id"] == "900"
