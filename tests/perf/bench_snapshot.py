@@ -280,7 +280,8 @@ def config_file(info: StackInfo, source: Database, target: Database, workers: in
         "kafka": {"bootstrap_servers": info.bootstrap_servers, "topic_prefix": prefix},
         "connect": {"url": info.connect_url, "ready_timeout_s": 60},
         "tables": {"include": [f"{SCHEMA}.*"]},
-        "connector": {"server_id": 7707,
+        # an id per pair: a connector another pair's interrupted run left registered is no clash
+        "connector": {"server_id": 7707 if target.engine == "postgres" else 7708,
                       "history_file": str(info.run_dir / "connect" / f"history-{prefix}.dat")},
         "snapshot": {"workers": workers, "chunk_rows": chunk_rows},
     }
