@@ -113,13 +113,13 @@ def pg_text_expression(column: str, column_type: str, data_type: str, target_typ
         # 2020-02-31, still reaches the target, which refuses it), at half the cost: a valid date stops at
         # TO_DAYS (0.24 against 0.49 CPU-s per 1M values here). The value's own text is its text as a
         # string (CAST … AS CHAR would only add a conversion).
-        zero = f"{c} < %s OR (TO_DAYS({c}) IS NULL AND (MONTH({c}) = 0 OR DAYOFMONTH({c}) = 0))"
-        params.append("0001-01-01")
         if data_type == "timestamp":
             # a TIMESTAMP holds seconds since 1970: its only zero-part value is the zero value itself
             # (0.47 against 0.61 CPU-s per 1M values here)
             zero = f"{c} = 0"
-            params.pop()
+        else:
+            zero = f"{c} < %s OR (TO_DAYS({c}) IS NULL AND (MONTH({c}) = 0 OR DAYOFMONTH({c}) = 0))"
+            params.append("0001-01-01")
         text = c
         if data_type == "timestamp" or "with time zone" in target:
             text = f"CONCAT({c}, '+00')"  # the session runs in UTC

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.integration.apply_support import ApplyProcess, source_rows, target_rows, target_sql, wait_equal
-from tests.integration.conftest import Scenario, pg_connect, run_cli
+from tests.integration.conftest import Scenario, my_connect, pg_connect, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -233,8 +233,6 @@ MY_SOURCE = [
 
 class MyLoad(Load):
     def run(self) -> None:
-        from tests.integration.conftest import my_connect
-
         r = self.random
         conn = my_connect(self.s.source, self.s.namespace)
         try:
@@ -729,8 +727,6 @@ def test_a_mariadb_target_restarted_by_truncate_and_killed_between_the_steps_is_
 def test_a_mariadb_target_held_by_another_session_is_emptied_row_by_row(pg_to_my: Scenario) -> None:
     """TRUNCATE waits for another session's open transaction on the table only briefly, then the
     table is emptied by DELETE (which does not wait for a reader): the restart completes."""
-    from tests.integration.conftest import my_connect
-
     s = pg_to_my
     config = _my_items(s, 6_000)
     before = _my_table_id(s)
