@@ -7,7 +7,8 @@ for the load. A chunk is then one target transaction: COPY the rows in, record t
 together: after a crash a chunk is either wholly there and recorded, or absent and unrecorded
 (copied again on resume); the primary key is added back before the table is released.
 The session runs with `session_replication_role = replica`, as the applier's: foreign keys between
-tables copied in any order do not block.
+tables copied in any order do not block. Its time zone is UTC: a MySQL source writes timestamps for
+timestamptz columns as their UTC text without a zone.
 """
 
 from __future__ import annotations
