@@ -1,8 +1,11 @@
 """Snapshot copy benchmark: `replicator snapshot` beside the raw pipe limit, same data, same run.
 
-Data (on the source, kept between invocations, rebuilt with --reseed): `snapbench.wide` — 1M rows ×
-8 mixed columns (bigint PK, int, bigint, numeric(12,3), ~40-char text, boolean, timestamp,
-timestamptz) — and `snapbench.narrow` — 2M rows (bigint PK, int).
+Data (on the source, kept between invocations, rebuilt with --reseed): `wide` — 1M rows × 8 mixed
+columns (bigint PK, int, bigint, numeric(12,3), text, boolean, timestamp, timestamptz) — and `narrow`
+— 2M rows (bigint PK, int). `--wide-text long` (the default): a ~140-char text, about 225 bytes a row
+as text, the width of the shared reference's wide rows (baselines.md), in schema `snapbenchl`;
+`--wide-text short`: a ~45-char text, about 131 bytes a row, the data of the sessions before
+2026-12-08, in schema `snapbench`.
 
 Per run (target tables emptied before each, not timed):
 * limit — PostgreSQL source: `psql -c "COPY t TO STDOUT (FORMAT binary)" | psql -c "COPY t FROM STDIN
@@ -41,16 +44,30 @@ from bench_support import rss_kb, say, stack_info
 from replicator.dialects.mysql import open_connection
 from replicator.stack.launcher import Database, StackInfo
 
-SCHEMA = "snapbench"
+SCHEMA = "snapbench"  # set by --wide-text (configure)
+TEXT_WIDTH = 64  # the MySQL/MariaDB VARCHAR of the wide table's text, and its PostgreSQL varchar
+# the wide table's text on each engine ({n}: the row number), by --wide-text
+WIDE_TEXTS = {"short": ("snapbench", 64, "md5({n}::text) || ' row ' || {n}", "CONCAT(MD5({n}), ' row ', {n})"),
+              "long": ("snapbenchl", 160,
+                       "md5({n}::text) || md5(({n} + 1)::text) || md5(({n} + 2)::text) || md5(({n} + 3)::text)"
+                       " || ' row ' || {n}",
+                       "CONCAT(MD5({n}), MD5({n} + 1), MD5({n} + 2), MD5({n} + 3), ' row ', {n})")}
+PG_TEXT = MY_TEXT = ""
 WIDE = ("id bigint PRIMARY KEY, a int NOT NULL, b bigint, c numeric(12,3), d text, e boolean,"
         " f timestamp(6), g timestamptz")
 NARROW = "id bigint PRIMARY KEY, v int"
 TABLES = {"wide": (WIDE, 1_000_000), "narrow": (NARROW, 2_000_000)}
-MY_WIDE = ("id BIGINT PRIMARY KEY, a INT NOT NULL, b BIGINT, c DECIMAL(12,3), d VARCHAR(64), e TINYINT(1),"
+MY_WIDE = ("id BIGINT PRIMARY KEY, a INT NOT NULL, b BIGINT, c DECIMAL(12,3), d VARCHAR({w}), e TINYINT(1),"
            " f DATETIME(6), g TIMESTAMP(6) NULL")
 MY_NARROW = "id BIGINT PRIMARY KEY, v INT"
-PG_FOR_MY_WIDE = ("id bigint PRIMARY KEY, a int NOT NULL, b bigint, c numeric(12,3), d varchar(64), e boolean,"
+PG_FOR_MY_WIDE = ("id bigint PRIMARY KEY, a int NOT NULL, b bigint, c numeric(12,3), d varchar({w}), e boolean,"
                   " f timestamp(6), g timestamptz")
+
+
+def configure(wide_text: str) -> None:
+    """The schema and the wide table's text of this invocation (--wide-text)."""
+    global SCHEMA, TEXT_WIDTH, PG_TEXT, MY_TEXT
+    SCHEMA, TEXT_WIDTH, PG_TEXT, MY_TEXT = WIDE_TEXTS[wide_text]
 
 
 def pg(db: Database) -> psycopg.Connection[Any]:
@@ -76,7 +93,7 @@ def seed_pg(db: Database, reseed: bool) -> None:
             conn.execute(f"CREATE TABLE {SCHEMA}.{name} ({ddl})")
             if name == "wide":
                 conn.execute(f"INSERT INTO {SCHEMA}.wide SELECT g, g % 1000, g * 7, g / 7.0,"
-                             " md5(g::text) || ' row ' || g, g % 2 = 0, '2024-01-01'::timestamp + g * interval '1 s',"
+                             f" {PG_TEXT.format(n='g')}, g % 2 = 0, '2024-01-01'::timestamp + g * interval '1 s',"
                              " '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 ms'"
                              f" FROM generate_series(1, {rows}) g")
             else:
@@ -89,7 +106,7 @@ def seed_my(db: Database, reseed: bool) -> None:
     try:
         with conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE IF NOT EXISTS {SCHEMA}")
-            for name, ddl in (("wide", MY_WIDE), ("narrow", MY_NARROW)):
+            for name, ddl in (("wide", MY_WIDE.format(w=TEXT_WIDTH)), ("narrow", MY_NARROW)):
                 rows = TABLES[name][1]
                 cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s"
                             " AND TABLE_NAME = %s", (SCHEMA, name))
@@ -103,7 +120,7 @@ def seed_my(db: Database, reseed: bool) -> None:
                 cur.execute(f"CREATE TABLE {SCHEMA}.{name} ({ddl}) ENGINE=InnoDB")
                 if name == "wide":
                     cur.execute(f"INSERT INTO {SCHEMA}.wide SELECT seq, seq % 1000, seq * 7, seq / 7.0,"
-                                " CONCAT(MD5(seq), ' row ', seq), seq % 2 = 0,"
+                                f" {MY_TEXT.format(n='seq')}, seq % 2 = 0,"
                                 " TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND,"
                                 " TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq * 1000 MICROSECOND"
                                 f" FROM seq_1_to_{rows}")
@@ -136,7 +153,7 @@ def reset_target(db: Database, source_engine: str) -> None:
     with pg(db) as conn:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
         for name, (pg_ddl, _) in TABLES.items():
-            ddl = PG_FOR_MY_WIDE if source_engine == "mysql" and name == "wide" else pg_ddl
+            ddl = PG_FOR_MY_WIDE.format(w=TEXT_WIDTH) if source_engine == "mysql" and name == "wide" else pg_ddl
             conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{name}")
             conn.execute(f"CREATE TABLE {SCHEMA}.{name} ({ddl})")
         conn.execute("CREATE SCHEMA IF NOT EXISTS replicator")
@@ -270,7 +287,7 @@ def run_peer(source: Database, target: Database) -> float:
 
 
 def config_file(info: StackInfo, source: Database, target: Database, workers: int, chunk_rows: int) -> Path:
-    prefix = f"snapbench{source.engine[:2]}{target.engine[:2]}"
+    prefix = f"{SCHEMA}{source.engine[:2]}{target.engine[:2]}"
     config = {
         "source": {"engine": source.engine, "host": source.host, "port": source.port,
                    "database": SCHEMA if source.engine == "mysql" else source.database,
@@ -281,7 +298,7 @@ def config_file(info: StackInfo, source: Database, target: Database, workers: in
         "connect": {"url": info.connect_url, "ready_timeout_s": 60},
         "tables": {"include": [f"{SCHEMA}.*"]},
         # an id per pair: a connector another pair's interrupted run left registered is no clash
-        "connector": {"server_id": 7707 if target.engine == "postgres" else 7708,
+        "connector": {"server_id": (7707 if target.engine == "postgres" else 7708) + (SCHEMA != "snapbench") * 10,
                       "history_file": str(info.run_dir / "connect" / f"history-{prefix}.dat")},
         "snapshot": {"workers": workers, "chunk_rows": chunk_rows},
     }
@@ -371,10 +388,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--chunk-rows", type=int, default=250_000)
     parser.add_argument("--reseed", action="store_true")
+    parser.add_argument("--wide-text", choices=sorted(WIDE_TEXTS), default="long",
+                        help="the wide table's text: long (~225-byte rows, as the shared reference's) or short"
+                             " (~131-byte rows, the data of the sessions before 2026-12-08)")
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--peers", action="store_true",
                         help="also time pgcopydb clone (PG source) or pgloader (MariaDB source), Debian packages")
     args = parser.parse_args()
+    configure(args.wide_text)
     info = stack_info(args.run_dir)
     source = info.database("pg-source" if args.source == "pg" else "my-source")
     target = info.database("pg-target" if args.target == "pg" else "my-target")
