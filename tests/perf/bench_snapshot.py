@@ -4,8 +4,8 @@ Data (on the source, kept between invocations, rebuilt with --reseed): `wide` �
 columns (bigint PK, int, bigint, numeric(12,3), text, boolean, timestamp, timestamptz) — and `narrow`
 — 2M rows (bigint PK, int). `--wide-text long` (the default): a ~140-char text, about 225 bytes a row
 as text, the width of the shared reference's wide rows (baselines.md), in schema `snapbenchl`;
-`--wide-text short`: a ~45-char text, about 131 bytes a row, the data of the sessions before
-2026-12-08, in schema `snapbench`.
+`--wide-text short`: a ~45-char text, about 131 bytes a row, the data of earlier sessions, in
+schema `snapbench`.
 
 Per run (target tables emptied before each, not timed):
 * limit — PostgreSQL source: `psql -c "COPY t TO STDOUT (FORMAT binary)" | psql -c "COPY t FROM STDIN
@@ -390,7 +390,7 @@ def main() -> None:
     parser.add_argument("--reseed", action="store_true")
     parser.add_argument("--wide-text", choices=sorted(WIDE_TEXTS), default="long",
                         help="the wide table's text: long (~225-byte rows, as the shared reference's) or short"
-                             " (~131-byte rows, the data of the sessions before 2026-12-08)")
+                             " (~131-byte rows, the data of earlier sessions)")
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--peers", action="store_true",
                         help="also time pgcopydb clone (PG source) or pgloader (MariaDB source), Debian packages")
