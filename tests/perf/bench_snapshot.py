@@ -44,15 +44,14 @@ from bench_support import rss_kb, say, stack_info
 from replicator.dialects.mysql import open_connection
 from replicator.stack.launcher import Database, StackInfo
 
-SCHEMA = "snapbench"  # set by --wide-text (configure)
-TEXT_WIDTH = 64  # the MySQL/MariaDB VARCHAR of the wide table's text, and its PostgreSQL varchar
-# the wide table's text on each engine ({n}: the row number), by --wide-text
+# by --wide-text: the schema, the MySQL/MariaDB VARCHAR width of the wide table's text (and its
+# PostgreSQL varchar), and that text on PostgreSQL and on MySQL/MariaDB ({n}: the row number)
 WIDE_TEXTS = {"short": ("snapbench", 64, "md5({n}::text) || ' row ' || {n}", "CONCAT(MD5({n}), ' row ', {n})"),
               "long": ("snapbenchl", 160,
                        "md5({n}::text) || md5(({n} + 1)::text) || md5(({n} + 2)::text) || md5(({n} + 3)::text)"
                        " || ' row ' || {n}",
                        "CONCAT(MD5({n}), MD5({n} + 1), MD5({n} + 2), MD5({n} + 3), ' row ', {n})")}
-PG_TEXT = MY_TEXT = ""
+SCHEMA, TEXT_WIDTH, PG_TEXT, MY_TEXT = WIDE_TEXTS["long"]  # the default; configure() sets them
 WIDE = ("id bigint PRIMARY KEY, a int NOT NULL, b bigint, c numeric(12,3), d text, e boolean,"
         " f timestamp(6), g timestamptz")
 NARROW = "id bigint PRIMARY KEY, v int"
