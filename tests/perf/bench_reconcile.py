@@ -57,7 +57,7 @@ from urllib.parse import quote
 import orjson
 import psycopg
 import yaml
-from bench_snapshot import MY_WIDE, PG_FOR_MY_WIDE, WIDE
+from bench_snapshot import MY_WIDE, PG_FOR_MY_WIDE, WIDE, WIDE_TEXTS
 from bench_support import rss_kb, say, stack_info
 from psycopg import sql
 
@@ -71,6 +71,7 @@ from replicator.reconcile.report import TableReport
 from replicator.stack.launcher import Database, StackInfo
 
 SCHEMA = "reconbench"
+TEXT_WIDTH = WIDE_TEXTS["short"][1]  # the VARCHAR of its text, which is bench_snapshot's short one
 COLUMNS = ("a", "b", "c", "d", "e", "f", "g")  # compared besides the key `id`
 HERE = Path(__file__).resolve().parent
 RELADIFF_VENV = HERE / ".reladiff-venv"
@@ -164,7 +165,8 @@ def seed_source(spec: PairSpec, rows: int, reseed: bool) -> str:
         with conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE IF NOT EXISTS {SCHEMA}")
             cur.execute(f"DROP TABLE IF EXISTS {spec.source_table}")
-            cur.execute(f"CREATE TABLE {spec.source_table} ({MY_WIDE}) ENGINE=InnoDB COMMENT=%s", (text,))
+            cur.execute(f"CREATE TABLE {spec.source_table} ({MY_WIDE.format(w=TEXT_WIDTH)}) ENGINE=InnoDB"
+                        " COMMENT=%s", (text,))
             cur.execute("SET time_zone = '+00:00'")
             cur.execute(f"INSERT INTO {spec.source_table} SELECT seq, seq % 1000, seq * 7, seq / 7.0,"
                         " CONCAT(MD5(seq), ' row ', seq), seq % 2 = 0,"
@@ -225,7 +227,7 @@ def digest(spec: PairSpec, side: str) -> tuple[Decimal, ...]:
 
 
 def copy_to_target(spec: PairSpec, comment: str) -> None:
-    ddl = WIDE if spec.source.engine == "postgres" else PG_FOR_MY_WIDE
+    ddl = WIDE if spec.source.engine == "postgres" else PG_FOR_MY_WIDE.format(w=TEXT_WIDTH)
     table = f"{SCHEMA}.{spec.target_table}"
     say(f"copying {spec.name} source {spec.source_table} to target {table}")
     with pg(spec.target) as conn:
